@@ -1,0 +1,237 @@
+//! `tellscan eval`: run the detector over a labelled set and measure it.
+
+pub mod metrics;
+pub mod transform;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::forensics::{DecodeLimits, Detector, Report};
+use transform::Perturbations;
+
+/// The "Likely AI" threshold used for accuracy and false-positive rate.
+pub const DECISION_THRESHOLD: f64 = 60.0;
+
+/// Ground truth of one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    /// Fully generated.
+    Ai,
+    /// A real photo edited with a generator (in/out-painting); counted as AI.
+    Partial,
+    /// A real capture.
+    Real,
+}
+
+impl Label {
+    /// `true` for the positive class (ai and partial).
+    pub fn is_ai(self) -> bool {
+        !matches!(self, Label::Real)
+    }
+}
+
+/// One row of a labels file (`path,label,generator,source,license`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LabelRow {
+    /// Path relative to the CSV's folder (made absolute by [`read_labels`]).
+    pub path: PathBuf,
+    /// Ground truth.
+    pub label: Label,
+    /// Generator family (`camera` for real photos).
+    #[serde(default)]
+    pub generator: String,
+    /// Where the image comes from.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Read a labels CSV; paths are resolved against the CSV's folder.
+pub fn read_labels(csv_path: &Path) -> anyhow::Result<Vec<LabelRow>> {
+    let base = csv_path.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(csv_path)
+        .with_context(|| format!("cannot read labels file {}", csv_path.display()))?;
+    let mut rows = Vec::new();
+    for (i, row) in reader.deserialize::<LabelRow>().enumerate() {
+        let mut row = row.with_context(|| format!("{}: row {} is malformed", csv_path.display(), i + 2))?;
+        row.path = base.join(&row.path);
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        bail!("{} has no rows", csv_path.display());
+    }
+    Ok(rows)
+}
+
+/// How `eval` prepares each image.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// Strip metadata, centre-crop 512×512 natively and re-encode JPEG q90.
+    pub normalize: bool,
+    /// Degradations applied after normalisation.
+    pub perturb: Perturbations,
+    /// Decode limits for the preparation steps.
+    pub limits: DecodeLimits,
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Detected, with the detection time in ms.
+    Scored(Box<Report>, f64),
+    /// Left out by normalisation (smaller than the crop).
+    Skipped,
+    /// The file could not be read or decoded.
+    Failed(String),
+}
+
+/// One module's ranking quality.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModuleEval {
+    /// ROC AUC of the module's score (0.5 where it abstained); `null` without both classes.
+    pub auc: Option<f64>,
+    /// Share of images on which the module abstained.
+    pub abstain_rate: f64,
+}
+
+/// The figures `eval` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalSummary {
+    /// Images scored.
+    pub n: usize,
+    /// Scored images per label.
+    pub counts: BTreeMap<Label, usize>,
+    /// Images skipped by normalisation.
+    pub skipped: usize,
+    /// Images that failed to load or decode.
+    pub failed: usize,
+    /// ROC AUC of the fused score.
+    pub auc: Option<f64>,
+    /// Average precision of the fused score.
+    pub ap: Option<f64>,
+    /// Accuracy at the "Likely AI" threshold (60).
+    pub accuracy: Option<f64>,
+    /// Share of real images scored ≥ 60.
+    pub fpr_real: Option<f64>,
+    /// Share of AI images scored ≥ 60.
+    pub tpr_ai: Option<f64>,
+    /// Expected calibration error of score/100 (10 bins).
+    pub ece: Option<f64>,
+    /// Mean detection time per image.
+    pub mean_ms: Option<f64>,
+    /// 95th-percentile detection time per image.
+    pub p95_ms: Option<f64>,
+    /// Per-module ranking quality.
+    pub modules: BTreeMap<String, ModuleEval>,
+    /// The failures, `path: reason`.
+    pub errors: Vec<String>,
+}
+
+/// Load, prepare and detect one labelled image.
+pub fn evaluate_one(detector: &Detector, row: &LabelRow, options: &EvalOptions) -> Outcome {
+    let bytes = match std::fs::read(&row.path) {
+        Ok(b) => b,
+        Err(e) => return Outcome::Failed(format!("cannot read: {e}")),
+    };
+    let prepared = if options.normalize {
+        match transform::normalize(&bytes, &options.limits) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Outcome::Skipped,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        }
+    } else {
+        bytes
+    };
+    let prepared = match transform::perturb(&prepared, &options.perturb, &options.limits) {
+        Ok(b) => b,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let started = Instant::now();
+    match detector.detect(&prepared) {
+        Ok(report) => Outcome::Scored(Box::new(report), started.elapsed().as_secs_f64() * 1e3),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// Evaluate every row in parallel; `on_done` is called after each image (for a progress bar).
+pub fn run(
+    detector: &Detector,
+    rows: &[LabelRow],
+    options: &EvalOptions,
+    on_done: &(dyn Fn() + Sync),
+) -> EvalSummary {
+    let outcomes: Vec<Outcome> = rows
+        .par_iter()
+        .map(|row| {
+            let outcome = evaluate_one(detector, row, options);
+            on_done();
+            outcome
+        })
+        .collect();
+    summarise(rows, &outcomes)
+}
+
+/// Turn per-image outcomes into the summary figures.
+pub fn summarise(rows: &[LabelRow], outcomes: &[Outcome]) -> EvalSummary {
+    let mut scored: Vec<(&LabelRow, &Report, f64)> = Vec::new();
+    let (mut skipped, mut errors) = (0, Vec::new());
+    for (row, outcome) in rows.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Scored(report, ms) => scored.push((row, report, *ms)),
+            Outcome::Skipped => skipped += 1,
+            Outcome::Failed(why) => errors.push(format!("{}: {why}", row.path.display())),
+        }
+    }
+    let truth: Vec<bool> = scored.iter().map(|(r, _, _)| r.label.is_ai()).collect();
+    let scores: Vec<f64> = scored.iter().map(|(_, rep, _)| rep.score).collect();
+    let times: Vec<f64> = scored.iter().map(|(_, _, ms)| *ms).collect();
+    let mut counts = BTreeMap::new();
+    for (row, _, _) in &scored {
+        *counts.entry(row.label).or_insert(0) += 1;
+    }
+    let share = |pred: &dyn Fn(usize) -> bool, of: &dyn Fn(usize) -> bool| {
+        let pool: Vec<usize> = (0..scored.len()).filter(|&i| of(i)).collect();
+        (!pool.is_empty()).then(|| pool.iter().filter(|&&i| pred(i)).count() as f64 / pool.len() as f64)
+    };
+    let flagged = |i: usize| scores[i] >= DECISION_THRESHOLD;
+    let module_names: std::collections::BTreeSet<&String> =
+        scored.iter().flat_map(|(_, rep, _)| rep.modules.keys()).collect();
+    let modules = module_names
+        .into_iter()
+        .map(|name| {
+            let (module_scores, abstained): (Vec<f64>, Vec<bool>) = scored
+                .iter()
+                .map(|(_, rep, _)| match rep.modules.get(name) {
+                    Some(m) if !m.abstained => (m.score, false),
+                    _ => (0.5, true),
+                })
+                .unzip();
+            let abstain_rate = abstained.iter().filter(|&&a| a).count() as f64 / scored.len() as f64;
+            (name.clone(), ModuleEval { auc: metrics::roc_auc(&module_scores, &truth), abstain_rate })
+        })
+        .collect();
+    let probabilities: Vec<f64> = scores.iter().map(|s| s / 100.0).collect();
+    EvalSummary {
+        n: scored.len(),
+        counts,
+        skipped,
+        failed: errors.len(),
+        auc: metrics::roc_auc(&scores, &truth),
+        ap: metrics::average_precision(&scores, &truth),
+        accuracy: share(&|i| flagged(i) == truth[i], &|_| true),
+        fpr_real: share(&flagged, &|i| !truth[i]),
+        tpr_ai: share(&flagged, &|i| truth[i]),
+        ece: metrics::expected_calibration_error(&probabilities, &truth, 10),
+        mean_ms: (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64),
+        p95_ms: metrics::quantile(&times, 0.95),
+        modules,
+        errors,
+    }
+}

@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: paths to the shared data and image builders.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use tellscan::forensics::{Detector, DetectorConfig};
+
+/// `../shared/` beside the project root.
+pub fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/")).join(rel)
+}
+
+/// Read a file under `../shared/`.
+pub fn read_shared(rel: &str) -> Vec<u8> {
+    std::fs::read(shared(rel)).unwrap_or_else(|e| panic!("cannot read shared/{rel}: {e}"))
+}
+
+/// A detector with default settings.
+pub fn detector() -> Detector {
+    Detector::new(&DetectorConfig::default()).expect("default detector builds")
+}
+
+/// A smooth synthetic RGB test picture.
+pub fn picture(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x + y) % 256) as u8])
+    })
+}
+
+/// Encode an RGB picture in one of the `image` crate's formats.
+pub fn encode(img: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut std::io::Cursor::new(&mut out), format)
+        .expect("encoding succeeds");
+    out
+}
+
+/// A PNG chunk with a correct CRC.
+pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc.sum().to_be_bytes());
+    out
+}
+
+/// Insert a JPEG segment (marker + payload) right after SOI.
+pub fn jpeg_with_segment(jpeg: &[u8], marker: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, marker]);
+    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
