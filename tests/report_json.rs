@@ -113,3 +113,13 @@ fn a_real_detection_has_every_documented_field() {
     assert_eq!(report["hashes"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(report["image"]["format"], "jpeg");
 }
+
+#[test]
+fn the_readme_documents_every_flag() {
+    let readme = include_str!("../README.md");
+    for flag in Flag::ALL {
+        let name = serde_json::to_value(flag).unwrap();
+        let name = name.as_str().unwrap();
+        assert!(readme.contains(&format!("| `{name}` |")), "README does not document `{name}`");
+    }
+}

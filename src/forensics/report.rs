@@ -73,6 +73,40 @@ pub enum Flag {
     C2paCaptureSource,
 }
 
+impl Flag {
+    /// Every flag, in declaration order (the README lists them all; a test checks it).
+    pub const ALL: &'static [Flag] = &[
+        Flag::A1111Signature,
+        Flag::ComfyuiSignature,
+        Flag::NovelaiSignature,
+        Flag::InvokeaiSignature,
+        Flag::FooocusSignature,
+        Flag::MidjourneySignature,
+        Flag::DalleSignature,
+        Flag::FireflySignature,
+        Flag::ImagenSignature,
+        Flag::StableDiffusionSignature,
+        Flag::StealthMetadata,
+        Flag::IptcTrainedAlgorithmicMedia,
+        Flag::IptcCompositeWithTrainedAlgorithmicMedia,
+        Flag::IptcSyntheticMedia,
+        Flag::IptcCapture,
+        Flag::CameraExif,
+        Flag::ExifInconsistent,
+        Flag::EditingSoftware,
+        Flag::StandardQuantTables,
+        Flag::CameraQuantTables,
+        Flag::C2paPresent,
+        Flag::C2paValid,
+        Flag::C2paTrusted,
+        Flag::C2paInvalid,
+        Flag::C2paUnreadable,
+        Flag::C2paRemoteManifest,
+        Flag::C2paAiSource,
+        Flag::C2paCaptureSource,
+    ];
+}
+
 /// The five verdict bands of DESIGN.md §2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {

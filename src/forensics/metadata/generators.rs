@@ -73,7 +73,8 @@ pub struct GeneratorFinding {
 
 impl GeneratorFinding {
     fn new(tool: &str, flag: Flag, models: Vec<String>, family: Option<String>, evidence: String) -> Self {
-        let family = family.or_else(|| models.iter().find_map(|m| family_from_model_name(m)).map(str::to_string));
+        let family =
+            family.or_else(|| models.iter().find_map(|m| family_from_model_name(m)).map(str::to_string));
         Self { tool: tool.to_string(), model: models.first().cloned(), models, family, flag, evidence }
     }
 }
@@ -253,9 +254,7 @@ pub fn family_from_model_name(name: &str) -> Option<&'static str> {
 
 fn family_pattern_matches(pattern: &str, squashed: &str, normal: &str) -> bool {
     if let Some(p) = pattern.strip_prefix('^') {
-        normal
-            .match_indices(p)
-            .any(|(i, _)| i == 0 || normal.as_bytes()[i - 1] == b'-')
+        normal.match_indices(p).any(|(i, _)| i == 0 || normal.as_bytes()[i - 1] == b'-')
     } else if pattern.contains('-') {
         normal.contains(pattern)
     } else {
@@ -466,8 +465,7 @@ fn parse_a1111(text: &str) -> Option<A1111Settings> {
     let text = cap(text, MAX_TEXT);
     let line = text.lines().rev().find(|l| {
         let l = l.trim_start();
-        l.starts_with("Steps:")
-            && ["Sampler:", "Seed:", "CFG scale:", "Size:"].iter().any(|k| l.contains(k))
+        l.starts_with("Steps:") && ["Sampler:", "Seed:", "CFG scale:", "Size:"].iter().any(|k| l.contains(k))
     })?;
     let mut out = A1111Settings::default();
     for (key, value) in split_settings(line) {
@@ -477,7 +475,9 @@ fn parse_a1111(text: &str) -> Option<A1111Settings> {
         }
         match key.trim() {
             "Model" if out.model.is_none() => out.model = Some(value.chars().take(MAX_MODEL_NAME).collect()),
-            "Model hash" if out.model_hash.is_none() => out.model_hash = Some(value.chars().take(64).collect()),
+            "Model hash" if out.model_hash.is_none() => {
+                out.model_hash = Some(value.chars().take(64).collect())
+            }
             "Version" if out.version.is_none() => out.version = Some(value.chars().take(64).collect()),
             _ => {}
         }
@@ -516,10 +516,7 @@ fn parameters_finding(text: &str, place: &str, fooocus_hint: bool) -> Option<Gen
                 for m in scan_json_strings(trimmed, &["base_model", "refiner_model"]) {
                     push_model(&mut models, &m);
                 }
-                let family = models
-                    .first()
-                    .and_then(|m| family_from_model_name(m))
-                    .unwrap_or("sdxl");
+                let family = models.first().and_then(|m| family_from_model_name(m)).unwrap_or("sdxl");
                 Some(GeneratorFinding::new(
                     "Fooocus",
                     Flag::FooocusSignature,
@@ -673,10 +670,35 @@ struct ComfyScan {
 const LOADER_KEYS: &[&str] = &["ckpt_name", "unet_name", "model_name", "model_path", "model"];
 /// Loader classes whose `model_name` is not a generator (upscalers, encoders, detectors, …).
 const NOT_GENERATOR_LOADER: &[&str] = &[
-    "upscale", "clip", "vision", "lora", "controlnet", "control_net", "ipadapter", "face", "sam",
-    "detect", "segment", "bbox", "vae", "style", "embedding", "hypernetwork", "motion",
-    "animatediff", "gligen", "photomaker", "llm", "caption", "tagger", "interrogat", "depth",
-    "pose", "rembg", "birefnet", "patch",
+    "upscale",
+    "clip",
+    "vision",
+    "lora",
+    "controlnet",
+    "control_net",
+    "ipadapter",
+    "face",
+    "sam",
+    "detect",
+    "segment",
+    "bbox",
+    "vae",
+    "style",
+    "embedding",
+    "hypernetwork",
+    "motion",
+    "animatediff",
+    "gligen",
+    "photomaker",
+    "llm",
+    "caption",
+    "tagger",
+    "interrogat",
+    "depth",
+    "pose",
+    "rembg",
+    "birefnet",
+    "patch",
 ];
 
 /// The diffusion model a graph node loads, if it is a loader.
@@ -726,10 +748,8 @@ fn scan_prompt_graph(text: &str) -> Option<ComfyScan> {
     }
     match parse_json(text) {
         Some(Json::Object(map)) => {
-            let is_graph = map
-                .values()
-                .take(MAX_NODES)
-                .any(|n| n.get("class_type").and_then(Json::as_str).is_some());
+            let is_graph =
+                map.values().take(MAX_NODES).any(|n| n.get("class_type").and_then(Json::as_str).is_some());
             is_graph.then(|| scan_api_graph(&map))
         }
         Some(_) => None,
@@ -784,10 +804,7 @@ fn scan_api_graph(map: &Map<String, Json>) -> ComfyScan {
             }
             next = input_link(node, &["model", "guider", "unet", "base_model", "model1"]).or_else(|| {
                 let inputs = node.inputs?;
-                inputs
-                    .iter()
-                    .filter(|(k, _)| k.contains("model"))
-                    .find_map(|(_, v)| link_target(v))
+                inputs.iter().filter(|(k, _)| k.contains("model")).find_map(|(_, v)| link_target(v))
             });
         }
         None
@@ -848,13 +865,14 @@ fn scan_workflow_graph(text: &str) -> Option<ComfyScan> {
         return None;
     }
     let Some(json) = parse_json(text) else {
-        let looks_like = text.contains("\"last_node_id\"")
-            || (text.contains("\"nodes\"") && text.contains("\"links\""));
+        let looks_like =
+            text.contains("\"last_node_id\"") || (text.contains("\"nodes\"") && text.contains("\"links\""));
         return looks_like.then(ComfyScan::default);
     };
     let top = json.get("nodes")?.as_array()?;
     let mut all: Vec<&Json> = top.iter().take(MAX_NODES).collect();
-    if let Some(subgraphs) = json.get("definitions").and_then(|d| d.get("subgraphs")).and_then(Json::as_array) {
+    if let Some(subgraphs) = json.get("definitions").and_then(|d| d.get("subgraphs")).and_then(Json::as_array)
+    {
         for sg in subgraphs.iter().take(256) {
             if let Some(nodes) = sg.get("nodes").and_then(Json::as_array) {
                 all.extend(nodes.iter().take(MAX_NODES.saturating_sub(all.len())));
@@ -895,7 +913,8 @@ fn scan_workflow_graph(text: &str) -> Option<ComfyScan> {
             }
         }
         if lc.contains("cliploader") {
-            scan.hints.extend(widgets.iter().filter(|w| !has_model_ext(w)).find_map(|w| family_from_clip_type(w)));
+            scan.hints
+                .extend(widgets.iter().filter(|w| !has_model_ext(w)).find_map(|w| family_from_clip_type(w)));
         }
         scan.hints.extend(family_from_class(class));
     }
@@ -904,10 +923,7 @@ fn scan_workflow_graph(text: &str) -> Option<ComfyScan> {
 
 /// A ComfyUI finding from a prompt and/or workflow text; `where_prompt`/`where_workflow` say
 /// where each came from, for the evidence sentence.
-fn comfy_finding(
-    prompt: Option<(&str, &str)>,
-    workflow: Option<(&str, &str)>,
-) -> Option<GeneratorFinding> {
+fn comfy_finding(prompt: Option<(&str, &str)>, workflow: Option<(&str, &str)>) -> Option<GeneratorFinding> {
     let p = prompt.and_then(|(t, w)| scan_prompt_graph(t).map(|s| (s, w)));
     let wf = workflow.and_then(|(t, w)| scan_workflow_graph(t).map(|s| (s, w)));
     if p.is_none() && wf.is_none() {
@@ -1022,11 +1038,12 @@ fn tag_name(tag: Tag) -> String {
 fn novelai_in_text_chunks(blocks: &MetadataBlocks) -> Option<GeneratorFinding> {
     let software = chunk(blocks, "Software");
     let source = chunk(blocks, "Source");
-    let by_software = software.as_deref().is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("novelai"));
+    let by_software =
+        software.as_deref().is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("novelai"));
     let by_comment = !by_software
-        && chunk(blocks, "Comment").and_then(|c| parse_json(&c)).is_some_and(|j| {
-            j.get("uc").is_some() && j.get("sampler").is_some() && j.get("steps").is_some()
-        })
+        && chunk(blocks, "Comment")
+            .and_then(|c| parse_json(&c))
+            .is_some_and(|j| j.get("uc").is_some() && j.get("sampler").is_some() && j.get("steps").is_some())
         && source.as_deref().is_some_and(|s| {
             let l = s.to_ascii_lowercase();
             l.starts_with("stable diffusion") || l.starts_with("novelai")
@@ -1040,7 +1057,11 @@ fn novelai_in_text_chunks(blocks: &MetadataBlocks) -> Option<GeneratorFinding> {
         .filter(|s| !s.is_empty())
         .into_iter()
         .collect();
-    let place = if by_software { "PNG text chunk 'Software' says NovelAI" } else { "PNG text chunk 'Comment' holds NovelAI settings" };
+    let place = if by_software {
+        "PNG text chunk 'Software' says NovelAI"
+    } else {
+        "PNG text chunk 'Comment' holds NovelAI settings"
+    };
     let evidence = match models.first() {
         Some(m) => format!("{place}; 'Source' names the model '{m}'"),
         None => place.to_string(),
@@ -1082,7 +1103,9 @@ fn invokeai_in_text_chunks(blocks: &MetadataBlocks) -> Option<GeneratorFinding> 
                 }
                 for key in ["refiner_model", "sdxl_refiner_model"] {
                     let r = json.get(key);
-                    if let Some(m) = r.and_then(|r| json_str(r, &["model_name"]).or_else(|| json_str(r, &["name"]))) {
+                    if let Some(m) =
+                        r.and_then(|r| json_str(r, &["model_name"]).or_else(|| json_str(r, &["name"])))
+                    {
                         push_model(&mut models, m);
                     }
                 }
@@ -1133,7 +1156,8 @@ fn invokeai_in_text_chunks(blocks: &MetadataBlocks) -> Option<GeneratorFinding> 
         for m in scan_json_strings(&text, &["model_name"]).iter().take(4) {
             push_model(&mut models, m);
         }
-        let evidence = format!("PNG text chunk 'invokeai_graph' holds an InvokeAI graph{}", with_model(&models));
+        let evidence =
+            format!("PNG text chunk 'invokeai_graph' holds an InvokeAI graph{}", with_model(&models));
         return Some(GeneratorFinding::new("InvokeAI", Flag::InvokeaiSignature, models, None, evidence));
     }
     if chunk(blocks, "Dream").is_some_and(|t| !t.trim().is_empty()) {
@@ -1308,16 +1332,18 @@ fn stealth_in_alpha(alpha: &GrayImage) -> Option<GeneratorFinding> {
                 "the alpha channel's lowest bits hide '{sig_name}' ({kind}) NovelAI metadata{}{damage}",
                 with_model(&models)
             );
-            return Some(GeneratorFinding::new("NovelAI", Flag::StealthMetadata, models, Some("novelai".into()), evidence));
+            return Some(GeneratorFinding::new(
+                "NovelAI",
+                Flag::StealthMetadata,
+                models,
+                Some("novelai".into()),
+                evidence,
+            ));
         }
     }
     let settings = parse_a1111(&text);
-    let models: Vec<String> = settings
-        .as_ref()
-        .and_then(|s| s.model.as_deref())
-        .and_then(clean_model_name)
-        .into_iter()
-        .collect();
+    let models: Vec<String> =
+        settings.as_ref().and_then(|s| s.model.as_deref()).and_then(clean_model_name).into_iter().collect();
     let what = if settings.is_some() { "AUTOMATIC1111 generation settings" } else { "generation parameters" };
     let version = settings
         .as_ref()
@@ -1362,9 +1388,23 @@ enum FieldKind {
 
 /// Phrases that, right before a generator name, say the image was made with it.
 const MADE_WITH: &[&str] = &[
-    "made with", "made by", "made in", "made using", "created with", "created by", "created in",
-    "created using", "generated with", "generated by", "generated in", "generated using",
-    "generated on", "rendered with", "rendered by", "produced with", "produced by",
+    "made with",
+    "made by",
+    "made in",
+    "made using",
+    "created with",
+    "created by",
+    "created in",
+    "created using",
+    "generated with",
+    "generated by",
+    "generated in",
+    "generated using",
+    "generated on",
+    "rendered with",
+    "rendered by",
+    "produced with",
+    "produced by",
 ];
 
 struct Named {
@@ -1389,7 +1429,9 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
 fn generator_named_in(lower: &str, kind: FieldKind) -> Option<Named> {
     let named = |tool, flag, family, at| Some(Named { tool, flag, family, at });
     let tool_field = kind == FieldKind::Tool;
-    if let Some(at) = lower.find("midjourney").or_else(|| lower.find("niji journey")).or_else(|| lower.find("nijijourney")) {
+    if let Some(at) =
+        lower.find("midjourney").or_else(|| lower.find("niji journey")).or_else(|| lower.find("nijijourney"))
+    {
         return named("Midjourney", Flag::MidjourneySignature, Some("midjourney"), at);
     }
     for pat in ["dall-e", "dall·e", "dall•e", "dall e 2", "dall e 3"] {
@@ -1397,7 +1439,9 @@ fn generator_named_in(lower: &str, kind: FieldKind) -> Option<Named> {
             return named("DALL-E", Flag::DalleSignature, Some("dalle"), at);
         }
     }
-    if let Some(at) = ["dalle", "dalle2", "dalle3", "dalle-2", "dalle-3"].iter().find_map(|w| find_word(lower, w)) {
+    if let Some(at) =
+        ["dalle", "dalle2", "dalle3", "dalle-2", "dalle-3"].iter().find_map(|w| find_word(lower, w))
+    {
         return named("DALL-E", Flag::DalleSignature, Some("dalle"), at);
     }
     if let Some(at) = lower.find("adobe firefly") {
@@ -1443,13 +1487,22 @@ fn generator_named_in(lower: &str, kind: FieldKind) -> Option<Named> {
         if let Some(at) = find_word(lower, "invokeai") {
             return named("InvokeAI", Flag::InvokeaiSignature, None, at);
         }
-        for w in ["automatic1111", "stable-diffusion-webui", "stable diffusion webui", "stable diffusion web ui"] {
+        for w in
+            ["automatic1111", "stable-diffusion-webui", "stable diffusion webui", "stable diffusion web ui"]
+        {
             if let Some(at) = lower.find(w) {
                 return named("AUTOMATIC1111", Flag::A1111Signature, None, at);
             }
         }
     }
-    for w in ["stable diffusion", "stable-diffusion", "stablediffusion", "dreamstudio", "stability ai", "stability.ai"] {
+    for w in [
+        "stable diffusion",
+        "stable-diffusion",
+        "stablediffusion",
+        "dreamstudio",
+        "stability ai",
+        "stability.ai",
+    ] {
         if let Some(at) = lower.find(w) {
             return named("Stable Diffusion", Flag::StableDiffusionSignature, None, at);
         }
@@ -1522,10 +1575,29 @@ fn named_in_field(value: &str, kind: FieldKind, place: &str) -> Option<Generator
 }
 
 /// XMP properties that name software, and descriptive ones (local names).
-const XMP_TOOL_PROPS: &[&str] = &["CreatorTool", "softwareAgent", "Software", "AISystemUsed", "AISystemVersionUsed", "Producer", "Make", "Model"];
+const XMP_TOOL_PROPS: &[&str] = &[
+    "CreatorTool",
+    "softwareAgent",
+    "Software",
+    "AISystemUsed",
+    "AISystemVersionUsed",
+    "Producer",
+    "Make",
+    "Model",
+];
 const XMP_DESCRIPTIVE_PROPS: &[&str] = &[
-    "Credit", "CreditLine", "description", "title", "creator", "rights", "UserComment",
-    "ImageDescription", "Artist", "Headline", "Source", "Instructions",
+    "Credit",
+    "CreditLine",
+    "description",
+    "title",
+    "creator",
+    "rights",
+    "UserComment",
+    "ImageDescription",
+    "Artist",
+    "Headline",
+    "Source",
+    "Instructions",
 ];
 
 /// Values of an XMP property given by local name (any namespace prefix), as an attribute
@@ -1542,7 +1614,9 @@ fn xmp_values(xmp: &str, local: &str) -> Vec<String> {
             if let Some(end) = attr[1..].find(q) {
                 out.push(xml_unescape(cap(&attr[1..1 + end], MAX_FIELD)));
             }
-        } else if after.starts_with('>') || (after.starts_with(' ') && rest.starts_with(|c: char| c.is_alphabetic())) {
+        } else if after.starts_with('>')
+            || (after.starts_with(' ') && rest.starts_with(|c: char| c.is_alphabetic()))
+        {
             // element: must be an opening tag, i.e. preceded by '<prefix'
             let tag_start = xmp[..i].rfind('<');
             if tag_start.is_none_or(|s| xmp[s + 1..i].contains(|c: char| c.is_whitespace() || c == '/')) {
@@ -1580,14 +1654,27 @@ fn xmp_values(xmp: &str, local: &str) -> Vec<String> {
 }
 
 fn xml_unescape(s: &str) -> String {
-    s.replace("&quot;", "\"").replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    s.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// Generators named in PNG text, EXIF text fields and XMP.
 fn named_generator(blocks: &MetadataBlocks, exif: Option<&Exif>) -> Option<GeneratorFinding> {
     const PNG_TOOL: &[&str] = &["Software", "Generator", "Source", "Creator", "Tool"];
-    const PNG_DESCRIPTIVE: &[&str] =
-        &["Description", "Comment", "Title", "Author", "Copyright", "Credit", "Artist", "Disclaimer", "Warning"];
+    const PNG_DESCRIPTIVE: &[&str] = &[
+        "Description",
+        "Comment",
+        "Title",
+        "Author",
+        "Copyright",
+        "Credit",
+        "Artist",
+        "Disclaimer",
+        "Warning",
+    ];
     for c in blocks.text_chunks.iter().take(1024) {
         let kind = if PNG_TOOL.iter().any(|k| c.keyword.eq_ignore_ascii_case(k)) {
             FieldKind::Tool
@@ -1635,7 +1722,9 @@ fn named_generator(blocks: &MetadataBlocks, exif: Option<&Exif>) -> Option<Gener
             }
         }
         // Windows XP tags: UTF-16LE in BYTE fields
-        for (num, name) in [(0x9C9Bu16, "XPTitle"), (0x9C9C, "XPComment"), (0x9C9D, "XPAuthor"), (0x9C9F, "XPSubject")] {
+        for (num, name) in
+            [(0x9C9Bu16, "XPTitle"), (0x9C9C, "XPComment"), (0x9C9D, "XPAuthor"), (0x9C9F, "XPSubject")]
+        {
             let Some(field) = exif.get_field(Tag(Context::Tiff, num), In::PRIMARY) else { continue };
             let (Value::Byte(b) | Value::Undefined(b, _)) = &field.value else { continue };
             let b = cap_bytes(b, MAX_FIELD);
@@ -1649,7 +1738,9 @@ fn named_generator(blocks: &MetadataBlocks, exif: Option<&Exif>) -> Option<Gener
     }
     for packet in blocks.xmp.iter().take(16) {
         let packet = cap(packet, MAX_TEXT);
-        for (props, kind) in [(XMP_TOOL_PROPS, FieldKind::Tool), (XMP_DESCRIPTIVE_PROPS, FieldKind::Descriptive)] {
+        for (props, kind) in
+            [(XMP_TOOL_PROPS, FieldKind::Tool), (XMP_DESCRIPTIVE_PROPS, FieldKind::Descriptive)]
+        {
             for prop in props {
                 for v in xmp_values(packet, prop) {
                     if let Some(f) = named_in_field(&v, kind, &format!("XMP {prop}")) {
@@ -1728,11 +1819,26 @@ mod tests {
     #[test]
     fn malformed_json_never_panics() {
         let cases = [
-            "{", "}", "{\"a\":", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "{\"3\": {\"class_type\": \"KSampler\"",
-            "null", "{\"nodes\": 5}", "{\"nodes\": [1, 2, \"x\"]}", "\u{0}\u{ffff}",
+            "{",
+            "}",
+            "{\"a\":",
+            "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+            "{\"3\": {\"class_type\": \"KSampler\"",
+            "null",
+            "{\"nodes\": 5}",
+            "{\"nodes\": [1, 2, \"x\"]}",
+            "\u{0}\u{ffff}",
         ];
         for c in cases {
-            for key in ["prompt", "workflow", "parameters", "invokeai_metadata", "sd-metadata", "Comment", "fooocus_scheme"] {
+            for key in [
+                "prompt",
+                "workflow",
+                "parameters",
+                "invokeai_metadata",
+                "sd-metadata",
+                "Comment",
+                "fooocus_scheme",
+            ] {
                 let _ = find_generator(&blocks_with(&[(key, c)]), None, None);
             }
         }
@@ -1761,12 +1867,21 @@ mod tests {
             "45": {"class_type": "unCLIPCheckpointLoader", "inputs": {"ckpt_name": "wd-1-5-beta2-aesthetic-unclip-h-fp32.safetensors"}}
         }"#;
         let f = find_generator(&blocks_with(&[("prompt", prompt)]), None, None).unwrap();
-        assert_eq!(f.models, vec!["wd-1-5-beta2-aesthetic-unclip-h-fp32".to_string(), "v1-5-pruned-emaonly".to_string()]);
+        assert_eq!(
+            f.models,
+            vec!["wd-1-5-beta2-aesthetic-unclip-h-fp32".to_string(), "v1-5-pruned-emaonly".to_string()]
+        );
         assert_eq!(f.family.as_deref(), Some("sd2.x"));
         assert_eq!(f.flag, Flag::ComfyuiSignature);
     }
 
-    fn stealth_alpha(signature: &[u8], payload: &[u8], declared_bits: Option<u32>, w: u32, h: u32) -> GrayImage {
+    fn stealth_alpha(
+        signature: &[u8],
+        payload: &[u8],
+        declared_bits: Option<u32>,
+        w: u32,
+        h: u32,
+    ) -> GrayImage {
         let mut bits = Vec::new();
         let mut push = |bytes: &[u8]| {
             for b in bytes {
@@ -1804,8 +1919,14 @@ mod tests {
         assert_eq!(f.model.as_deref(), Some("realistic_realisticVisionV20_v20"));
         assert!(!f.evidence.contains("truncated"));
 
-        let nai = gzip(br#"{"Software": "NovelAI", "Source": "NovelAI Diffusion V4.5 1229B44F", "Comment": "{}"}"#);
-        let f = find_generator(&MetadataBlocks::default(), None, Some(&stealth_alpha(b"stealth_pngcomp", &nai, None, 32, 32))).unwrap();
+        let nai =
+            gzip(br#"{"Software": "NovelAI", "Source": "NovelAI Diffusion V4.5 1229B44F", "Comment": "{}"}"#);
+        let f = find_generator(
+            &MetadataBlocks::default(),
+            None,
+            Some(&stealth_alpha(b"stealth_pngcomp", &nai, None, 32, 32)),
+        )
+        .unwrap();
         assert_eq!((f.tool.as_str(), f.flag), ("NovelAI", Flag::StealthMetadata));
         assert_eq!(f.model.as_deref(), Some("NovelAI Diffusion V4.5 1229B44F"));
     }
@@ -1887,7 +2008,10 @@ mod tests {
         assert_eq!(find_generator(&b, None, None).unwrap().tool, "Midjourney");
         let b = blocks_with(&[("Description", "my holiday, nothing to do with midjourney")]);
         assert!(find_generator(&b, None, None).is_none());
-        let b = blocks_with(&[("Description", "a cat --ar 16:9 --v 6.1 Job ID: 3f0e6c2a-1b2c-4d5e-8f90-0123456789ab")]);
+        let b = blocks_with(&[(
+            "Description",
+            "a cat --ar 16:9 --v 6.1 Job ID: 3f0e6c2a-1b2c-4d5e-8f90-0123456789ab",
+        )]);
         assert_eq!(find_generator(&b, None, None).unwrap().tool, "Midjourney");
         let mut b = MetadataBlocks::default();
         b.xmp.push(r#"<x:xmpmeta><rdf:Description xmp:CreatorTool="Adobe Firefly"/></x:xmpmeta>"#.into());
@@ -1909,11 +2033,24 @@ mod tests {
     #[test]
     fn fooocus_and_invoke() {
         let p = r#"{"base_model": "juggernautXL_v8Rundiffusion", "refiner_model": "None", "version": "Fooocus v2.4.3"}"#;
-        let f = find_generator(&blocks_with(&[("parameters", p), ("fooocus_scheme", "fooocus")]), None, None).unwrap();
+        let f = find_generator(&blocks_with(&[("parameters", p), ("fooocus_scheme", "fooocus")]), None, None)
+            .unwrap();
         assert_eq!((f.tool.as_str(), f.model.as_deref()), ("Fooocus", Some("juggernautXL_v8Rundiffusion")));
-        let f = find_generator(&blocks_with(&[("parameters", "{\"base_model\": \"x.safetensors\", \"vers")]), None, None);
+        let f = find_generator(
+            &blocks_with(&[("parameters", "{\"base_model\": \"x.safetensors\", \"vers")]),
+            None,
+            None,
+        );
         assert!(f.is_none());
-        let f = find_generator(&blocks_with(&[("parameters", "{\"base_model\": \"x.safetensors\", \"vers"), ("fooocus_scheme", "fooocus")]), None, None).unwrap();
+        let f = find_generator(
+            &blocks_with(&[
+                ("parameters", "{\"base_model\": \"x.safetensors\", \"vers"),
+                ("fooocus_scheme", "fooocus"),
+            ]),
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(f.models, vec!["x".to_string()]);
         let meta = r#"{"model": {"name": "FLUX Dev (Quantized)", "base": "flux"}}"#;
         let f = find_generator(&blocks_with(&[("invokeai_metadata", meta)]), None, None).unwrap();

@@ -95,22 +95,33 @@ pub fn analyse(image: &DecodedImage) -> MetadataFinding {
 
     let camera = exif.as_ref().map(|e| camera::examine(e, image.width, image.height));
     if let Some(cam) = &camera {
-        match (&cam.camera, cam.is_coherent_capture()) {
-            (Some(name), true) => ev.add(
-                weight::COHERENT_CAMERA,
-                Some(Flag::CameraExif),
-                format!(
-                    "EXIF describes a capture by a {name} ({} exposure fields, taken {})",
-                    cam.exposure_fields,
-                    cam.captured.as_deref().unwrap_or("?")
-                ),
-            ),
-            (Some(name), false) => ev.add(
-                weight::PARTIAL_CAMERA,
-                None,
-                format!("EXIF names a {name} camera but lacks a full exposure record"),
-            ),
-            _ => {}
+        if let Some(name) = &cam.camera {
+            let full_record = cam.exposure_fields >= 3 && cam.captured.is_some();
+            if cam.is_coherent_capture() {
+                ev.add(
+                    weight::COHERENT_CAMERA,
+                    Some(Flag::CameraExif),
+                    format!(
+                        "EXIF describes a capture by the camera {name} ({} exposure fields, taken {})",
+                        cam.exposure_fields,
+                        cam.captured.as_deref().unwrap_or("?")
+                    ),
+                );
+            } else if full_record {
+                ev.add(
+                    weight::PARTIAL_CAMERA,
+                    Some(Flag::CameraExif),
+                    format!(
+                        "EXIF records a capture by the camera {name}, but the record contradicts the image"
+                    ),
+                );
+            } else {
+                ev.add(
+                    weight::PARTIAL_CAMERA,
+                    None,
+                    format!("EXIF names the camera {name} but lacks a full exposure record"),
+                );
+            }
         }
         for why in &cam.inconsistencies {
             ev.add(weight::INCONSISTENT, Some(Flag::ExifInconsistent), why.clone());
