@@ -44,6 +44,7 @@ fn sample_report() -> Report {
             confidence: 78.0,
             description: "reason".into(),
         }],
+        regions: vec![Region { x: 64, y: 128, width: 64, height: 64, score: 0.91, module: "visual".into() }],
         file_metadata: FileMetadata {
             creator: Some("Adobe Firefly".into()),
             width: 1024,

@@ -8,9 +8,11 @@ use sha2::{Digest, Sha256};
 
 use super::decode::{self, DecodeError, DecodeLimits, DecodedImage};
 use super::fusion::{self, Degradation, FusionWeights};
-use super::metadata::{self, MetadataFinding};
+use super::metadata::{self, quant, MetadataFinding};
 use super::provenance::{Provenance, ProvenanceConfig};
-use super::report::{FileMetadata, Hashes, ImageInfo, ModuleReport, Report};
+use super::report::{FileMetadata, Hashes, ImageInfo, ModuleReport, Region, Report};
+use super::views::Views;
+use super::{frequency, physics, visual};
 
 /// Everything the detector is configured with.
 #[derive(Debug, Clone, Default)]
@@ -60,14 +62,31 @@ impl Detector {
     pub fn detect_with(&self, bytes: &[u8], options: DetectOptions) -> Result<Report, DecodeError> {
         let started = Instant::now();
         let image = decode::decode(bytes, &self.limits)?;
-        let (meta, provenance) = rayon::join(
-            || guarded("metadata", || metadata::analyse(&image)),
-            || guarded("provenance", || self.provenance.inspect(image.format.mime(), bytes)),
+        let jpeg_quality = image.blocks.jpeg.as_ref().and_then(quant::estimate_quality);
+        let ((meta, provenance), pixels) = rayon::join(
+            || {
+                rayon::join(
+                    || guarded("metadata", || metadata::analyse(&image)),
+                    || guarded("provenance", || self.provenance.inspect(image.format.mime(), bytes)),
+                )
+            },
+            || {
+                let views = Views::new(&image, jpeg_quality);
+                let ((frequency, visual), physics) = rayon::join(
+                    || {
+                        rayon::join(
+                            || guarded("frequency", || frequency::analyse(&views)),
+                            || guarded("visual", || visual::analyse(&views)),
+                        )
+                    },
+                    || guarded("physics", || physics::analyse(&views)),
+                );
+                (views.origin, [("frequency", frequency), ("visual", visual), ("physics", physics)])
+            },
         );
         let (meta, meta_report) = match meta {
             Ok((finding, elapsed)) => {
-                let mut report = finding.report.clone();
-                report.elapsed_ms = elapsed;
+                let report = ModuleReport { elapsed_ms: elapsed, ..finding.report.clone() };
                 (Some(finding), report)
             }
             Err(report) => (None, report),
@@ -80,13 +99,33 @@ impl Detector {
             ("metadata".to_string(), meta_report),
             ("provenance".to_string(), provenance_report),
         ]);
+        let (origin, pixel_findings) = pixels;
+        let mut heatmaps = Vec::new();
+        for (name, finding) in pixel_findings {
+            let report = match finding {
+                Ok((finding, elapsed)) => {
+                    if let Some(map) = finding.heatmap {
+                        heatmaps.push((name, map));
+                    }
+                    ModuleReport { elapsed_ms: elapsed, ..finding.report }
+                }
+                Err(report) => report,
+            };
+            modules.insert(name.to_string(), report);
+        }
         let degradation = Degradation {
             short_side: image.width.min(image.height),
-            jpeg_quality: meta.as_ref().and_then(|m| m.quant.map(|q| q.quality)),
+            jpeg_quality,
             from_extension: options.from_extension,
         };
         let fused = fusion::fuse(&self.fusion, &modules, degradation);
         modules.insert("fusion".to_string(), fused.report.clone());
+        let regions = heatmaps
+            .iter()
+            .filter(|(name, _)| modules.get(*name).is_some_and(|m| !m.abstained))
+            .flat_map(|(name, map)| map.top_regions(TOP_REGIONS, name))
+            .map(|r| Region { x: r.x + origin.0 as u32, y: r.y + origin.1 as u32, ..r })
+            .collect::<Vec<_>>();
         Ok(Report {
             score: fused.score,
             verdict: fused.verdict,
@@ -102,6 +141,7 @@ impl Detector {
             cached: false,
             elapsed_ms: millis(started),
             details: fused.details,
+            regions: top_regions(regions),
             file_metadata: meta.map(|m| m.file_metadata).unwrap_or_else(|| FileMetadata {
                 width: image.width,
                 height: image.height,
@@ -109,6 +149,16 @@ impl Detector {
             }),
         })
     }
+}
+
+/// Regions listed per module in the report.
+const TOP_REGIONS: usize = 3;
+
+/// The most suspicious regions across modules, strongest first.
+fn top_regions(mut regions: Vec<Region>) -> Vec<Region> {
+    regions.sort_by(|a, b| b.score.total_cmp(&a.score));
+    regions.truncate(2 * TOP_REGIONS);
+    regions
 }
 
 /// Lower-case hex SHA-256 of a byte string.

@@ -3,11 +3,15 @@
 pub mod decode;
 mod detector;
 pub mod evidence;
+pub mod frequency;
 pub mod fusion;
 pub mod metadata;
+pub mod physics;
 pub mod provenance;
 pub mod report;
 pub mod source_type;
+pub mod views;
+pub mod visual;
 
 pub use decode::{DecodeError, DecodeLimits, ImageFormat};
 pub use detector::{sha256_hex, DetectOptions, Detector, DetectorConfig};

@@ -71,6 +71,33 @@ pub enum Flag {
     C2paAiSource,
     /// A manifest declares a capture by a camera.
     C2paCaptureSource,
+    // --- frequency ---
+    /// A regular grid in the residual spectrum, as up-sampling layers leave (JPEG's 8×8 grid excluded).
+    GridArtifact,
+    /// Isolated periodic peaks at N/2, N/4, N/8 of the spectrum or their harmonics.
+    PeriodicPeaks,
+    /// The high-frequency decay of the azimuthal power spectrum departs from camera images.
+    SpectralDecayAnomaly,
+    // --- visual ---
+    /// Error-level analysis differs sharply between regions (a spliced or regenerated area).
+    ElaInconsistent,
+    /// Local noise level varies between regions more than one capture explains.
+    NoiseInconsistent,
+    /// Colour statistics (saturation, hue spread) unlike camera photos.
+    ColorAnomaly,
+    /// Over-smooth texture in skin-tone regions.
+    SkinSmoothing,
+    /// Strong edges dissolving into texture, with halo or ringing.
+    MeltingEdges,
+    // --- physics ---
+    /// Periodic demosaicing (Bayer CFA) correlation found, with its phase.
+    CfaPresent,
+    /// No demosaicing correlation where a camera image would show one.
+    NoCfaTraces,
+    /// Noise variance does not follow a signal-dependent sensor model.
+    NoiseModelMismatch,
+    /// No lateral chromatic aberration growing from the optical centre.
+    NoChromaticAberration,
 }
 
 impl Flag {
@@ -104,6 +131,18 @@ impl Flag {
         Flag::C2paRemoteManifest,
         Flag::C2paAiSource,
         Flag::C2paCaptureSource,
+        Flag::GridArtifact,
+        Flag::PeriodicPeaks,
+        Flag::SpectralDecayAnomaly,
+        Flag::ElaInconsistent,
+        Flag::NoiseInconsistent,
+        Flag::ColorAnomaly,
+        Flag::SkinSmoothing,
+        Flag::MeltingEdges,
+        Flag::CfaPresent,
+        Flag::NoCfaTraces,
+        Flag::NoiseModelMismatch,
+        Flag::NoChromaticAberration,
     ];
 }
 
@@ -177,6 +216,23 @@ impl ModuleReport {
             elapsed_ms: 0.0,
         }
     }
+}
+
+/// A rectangle of the image that a module found suspicious.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    /// Left edge in pixels.
+    pub x: u32,
+    /// Top edge in pixels.
+    pub y: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// 0-1 suspicion.
+    pub score: f64,
+    /// The module (or `fusion`) whose map it comes from.
+    pub module: String,
 }
 
 /// Content hashes of the uploaded bytes.
@@ -285,6 +341,8 @@ pub struct Report {
     pub elapsed_ms: f64,
     /// Signals in deepidv style.
     pub details: Vec<DetailSignal>,
+    /// The most suspicious regions found by the pixel modules, strongest first.
+    pub regions: Vec<Region>,
     /// Descriptive metadata of the file.
     pub file_metadata: FileMetadata,
 }
