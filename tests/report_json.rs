@@ -100,6 +100,7 @@ fn a_real_detection_has_every_documented_field() {
         "cached",
         "elapsed_ms",
         "details",
+        "regions",
         "file_metadata",
     ];
     expected.sort();
