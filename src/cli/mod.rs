@@ -55,6 +55,9 @@ pub enum Command {
         /// Read evidence as for browser-extension traffic (wider uncertainty).
         #[arg(long)]
         extension: bool,
+        /// Write one overlay PNG per image (the image with the fused pixel-module map over it) here.
+        #[arg(long, value_name = "DIR")]
+        heatmap: Option<PathBuf>,
     },
     /// Measure the detector on a labels CSV (`path,label,generator,source,license`).
     Eval {
@@ -96,9 +99,17 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         .init();
     let cli = Cli::parse();
     match &cli.command {
-        Command::Detect { files, format, pretty, extension } => {
-            detect::run(&cli.detector()?, files, *format, *pretty, *extension)
-        }
+        Command::Detect { files, format, pretty, extension, heatmap } => detect::run(
+            &cli.detector()?,
+            files,
+            &detect::DetectArgs {
+                format: *format,
+                pretty: *pretty,
+                options: crate::forensics::DetectOptions { from_extension: *extension },
+                heatmap_dir: heatmap.clone(),
+                limits: cli.limits(),
+            },
+        ),
         Command::Eval { labels, json, normalize, perturb } => eval::run(
             &cli.detector()?,
             labels,

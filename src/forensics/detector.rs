@@ -11,7 +11,7 @@ use super::fusion::{self, Degradation, FusionWeights};
 use super::metadata::{self, quant, MetadataFinding};
 use super::provenance::{Provenance, ProvenanceConfig};
 use super::report::{FileMetadata, Hashes, ImageInfo, ModuleReport, Region, Report};
-use super::views::Views;
+use super::views::{Heatmap, Views};
 use super::{frequency, physics, visual};
 
 /// Everything the detector is configured with.
@@ -60,6 +60,11 @@ impl Detector {
 
     /// Analyse one file.
     pub fn detect_with(&self, bytes: &[u8], options: DetectOptions) -> Result<Report, DecodeError> {
+        self.analyse(bytes, options).map(|a| a.report)
+    }
+
+    /// Analyse one file and keep the pixel modules' heatmaps (for overlays).
+    pub fn analyse(&self, bytes: &[u8], options: DetectOptions) -> Result<Analysis, DecodeError> {
         let started = Instant::now();
         let image = decode::decode(bytes, &self.limits)?;
         let jpeg_quality = image.blocks.jpeg.as_ref().and_then(quant::estimate_quality);
@@ -120,13 +125,14 @@ impl Detector {
         };
         let fused = fusion::fuse(&self.fusion, &modules, degradation);
         modules.insert("fusion".to_string(), fused.report.clone());
+        // a module that abstained has no opinion about where to look
+        heatmaps.retain(|(name, _)| modules.get(*name).is_some_and(|m| !m.abstained));
         let regions = heatmaps
             .iter()
-            .filter(|(name, _)| modules.get(*name).is_some_and(|m| !m.abstained))
             .flat_map(|(name, map)| map.top_regions(TOP_REGIONS, name))
             .map(|r| Region { x: r.x + origin.0 as u32, y: r.y + origin.1 as u32, ..r })
             .collect::<Vec<_>>();
-        Ok(Report {
+        let report = Report {
             score: fused.score,
             verdict: fused.verdict,
             presentation: fused.presentation,
@@ -147,8 +153,20 @@ impl Detector {
                 height: image.height,
                 ..Default::default()
             }),
-        })
+        };
+        Ok(Analysis { report, heatmaps, origin })
     }
+}
+
+/// A report together with the heatmaps behind its regions.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The report.
+    pub report: Report,
+    /// Heatmaps of the pixel modules that voted, by module name.
+    pub heatmaps: Vec<(&'static str, Heatmap)>,
+    /// Top-left corner of the analysis window the heatmaps cover.
+    pub origin: (usize, usize),
 }
 
 /// Regions listed per module in the report.

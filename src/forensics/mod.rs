@@ -6,6 +6,7 @@ pub mod evidence;
 pub mod frequency;
 pub mod fusion;
 pub mod metadata;
+pub mod overlay;
 pub mod physics;
 pub mod provenance;
 pub mod report;
@@ -14,5 +15,5 @@ pub mod views;
 pub mod visual;
 
 pub use decode::{DecodeError, DecodeLimits, ImageFormat};
-pub use detector::{sha256_hex, DetectOptions, Detector, DetectorConfig};
+pub use detector::{sha256_hex, Analysis, DetectOptions, Detector, DetectorConfig};
 pub use report::{Flag, Report, Verdict};

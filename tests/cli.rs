@@ -1,0 +1,122 @@
+//! The command-line tool end to end: `detect` output and exit codes, `eval` figures.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn tellscan() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tellscan"));
+    cmd.env("RUST_LOG", "error");
+    cmd
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn detect_reports_every_file_and_exits_zero_even_with_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.jpg");
+    std::fs::write(&junk, b"definitely not an image").unwrap();
+    let good = common::shared("fixtures/c2pa/IMG_0003.jpg");
+    let missing = dir.path().join("missing.png");
+    let out = tellscan().arg("detect").arg(&good).arg(&junk).arg(&missing).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["file"], good.display().to_string());
+    assert!(lines[0]["report"]["score"].is_number());
+    assert_eq!(lines[0]["report"]["image"]["format"], "jpeg");
+    assert_eq!(lines[1]["error"], "unsupported_media");
+    assert!(lines[1]["detail"].as_str().unwrap().contains("not JPEG, PNG, WebP or HEIC/HEIF"));
+    assert_eq!(lines[2]["error"], "unreadable_file");
+}
+
+#[test]
+fn detect_names_the_generator_of_a_comfyui_render() {
+    let file = common::shared("corpus/ai/comfyui/aura_flow/aura_flow_0.1_example.png");
+    let out = tellscan().arg("detect").arg(&file).output().unwrap();
+    let report = &json_lines(&out.stdout)[0]["report"];
+    assert_eq!(report["verdict"], "AI generated");
+    assert!(report["score"].as_f64().unwrap() >= 85.0);
+    assert_eq!(report["generator"]["tool"], "ComfyUI");
+    assert_eq!(report["generator"]["family"], "auraflow");
+    assert!(report["modules"]["metadata"]["flags"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("comfyui_signature")));
+}
+
+#[test]
+fn detect_table_has_a_header_and_one_row_per_file() {
+    let files = ["fixtures/c2pa/IMG_0003.jpg", "fixtures/c2pa/P1000827.jpg"];
+    let out =
+        tellscan().args(["detect", "--format", "table"]).args(files.map(common::shared)).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("FILE"));
+    assert!(lines[1].contains("IMG_0003.jpg") && lines[2].contains("P1000827.jpg"));
+}
+
+#[test]
+fn detect_writes_a_heatmap_overlay_per_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::shared("fixtures/c2pa/IMG_0003.jpg");
+    let out = tellscan().arg("detect").arg("--heatmap").arg(dir.path()).arg(&file).output().unwrap();
+    let line = &json_lines(&out.stdout)[0];
+    let path = line["heatmap"].as_str().expect("heatmap path in the output");
+    let overlay = image::open(path).unwrap();
+    let original = image::open(&file).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (original.width(), original.height()));
+}
+
+#[test]
+fn eval_prints_the_documented_json_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("corpus/ai/comfyui/aura_flow/aura_flow_0.1_example.png", "ai"),
+        ("corpus/ai/comfyui/chroma/chroma_example.png", "ai"),
+        ("fixtures/c2pa/IMG_0003.jpg", "real"),
+        ("fixtures/c2pa/P1000827.jpg", "real"),
+    ];
+    let mut csv = String::from("path,label,generator,source,license\n");
+    for (i, (rel, label)) in rows.iter().enumerate() {
+        let name = format!("{i}.{}", rel.rsplit('.').next().unwrap());
+        std::fs::copy(common::shared(rel), dir.path().join(&name)).unwrap();
+        csv.push_str(&format!("{name},{label},x,test,test\n"));
+    }
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    let out = tellscan().arg("eval").arg(&labels).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["n", "auc", "ap", "accuracy", "fpr_real", "tpr_ai", "ece", "mean_ms", "p95_ms", "modules"] {
+        assert!(v.get(field).is_some(), "missing {field} in {v}");
+    }
+    assert_eq!(v["n"], 4);
+    // generator metadata against coherent camera EXIF: the raw files are separable
+    assert_eq!(v["auc"], 1.0);
+    assert_eq!(v["fpr_real"], 0.0);
+    assert_eq!(v["tpr_ai"], 1.0);
+    assert!(v["modules"]["metadata"]["auc"].as_f64().unwrap() > 0.99);
+
+    let out = tellscan().arg("eval").arg(&labels).args(["--json", "--normalize"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // normalisation strips the metadata: the metadata module must abstain on every image
+    assert_eq!(v["modules"]["metadata"]["abstain_rate"], 1.0);
+    assert_eq!(v["n"].as_u64().unwrap() + v["skipped"].as_u64().unwrap(), 4);
+}
+
+#[test]
+fn eval_rejects_a_bad_perturbation_with_a_clear_message() {
+    let out = tellscan().args(["eval", "labels.csv", "--perturb", "blur:3"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown perturbation 'blur'"));
+}
