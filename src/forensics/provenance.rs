@@ -56,6 +56,8 @@ use anyhow::Context as _;
 use c2pa::http::http::{Request, Response};
 use c2pa::http::{AsyncHttpResolver, HttpResolverError, SyncHttpResolver};
 use c2pa::{Context, Reader, Settings, ValidationState};
+
+use super::source_type::{DigitalSourceType, SourceKind};
 use serde::Serialize;
 
 use super::report::{Flag, ModuleReport};
@@ -95,7 +97,9 @@ pub enum ManifestState {
 pub struct ProvenanceFinding {
     /// Overall state of the C2PA store.
     pub state: ManifestState,
-    /// The signer chains to a configured trust anchor (independent of validity).
+    /// The claim signer chains to a configured trust anchor. Independent of validity: a
+    /// tampered file can still carry a trusted signature (only a valid manifest gets the
+    /// `c2pa_trusted` flag).
     pub trusted: bool,
     /// The active manifest's claim generator, e.g. `Adobe_Photoshop/26.9.0 adobe_c2pa/0.14.2`.
     pub claim_generator: Option<String>,
@@ -115,21 +119,6 @@ pub struct ProvenanceFinding {
     /// The remote-manifest URL, when the file references one that was not fetched.
     pub remote_url: Option<String>,
 }
-
-/// Source types that declare content made by a trained generative model.
-const TRAINED_AI_SOURCES: &[&str] =
-    &["trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "trainedAlgorithmicData"];
-/// Other synthetic (algorithmic, not captured) source types.
-const OTHER_SYNTHETIC_SOURCES: &[&str] = &["algorithmicMedia", "compositeSynthetic"];
-/// Source types that declare a capture by a camera or a scan of film or print.
-const CAPTURE_SOURCES: &[&str] = &[
-    "digitalCapture",
-    "computationalCapture",
-    "compositeCapture",
-    "negativeFilm",
-    "positiveFilm",
-    "print",
-];
 
 /// `true` for a failure code that does not make a manifest invalid: an untrusted signer,
 /// and the informational timestamp, OCSP and CAWG-trust codes.
@@ -206,8 +195,10 @@ impl Provenance {
         };
         let trust_enabled = anchors.is_some();
 
+        // the reader never builds manifests, so thumbnail generation (not compiled in) is off
         let mut settings = Settings::new()
-            .with_value("verify.remote_manifest_fetch", false)
+            .with_value("builder.thumbnail.enabled", false)
+            .and_then(|s| s.with_value("verify.remote_manifest_fetch", false))
             .and_then(|s| s.with_value("verify.ocsp_fetch", false))
             .and_then(|s| s.with_value("verify.verify_after_reading", true))
             .and_then(|s| s.with_value("verify.verify_trust", trust_enabled))
@@ -258,6 +249,9 @@ impl Provenance {
     }
 
     fn inspect_inner(&self, mime: &str, bytes: &[u8]) -> ProvenanceFinding {
+        if let Some(reason) = tiff_guard(bytes) {
+            return ProvenanceFinding::with_state(ManifestState::Error(reason));
+        }
         let result = Reader::from_shared_context(&self.context).with_stream(mime, Cursor::new(bytes));
         let reader = match result {
             Ok(reader) => reader,
@@ -326,14 +320,100 @@ impl Provenance {
             ValidationState::Valid | ValidationState::Trusted => ManifestState::Valid,
             // The library calls some informational codes failures (e.g. a malformed timestamp
             // in older releases); those do not make the manifest invalid.
-            ValidationState::Invalid if only_benign && active.is_some() && has_signature_validated(reader) => {
+            ValidationState::Invalid
+                if only_benign && active.is_some() && has_signature_validated(reader) =>
+            {
                 ManifestState::Valid
             }
             ValidationState::Invalid => ManifestState::Invalid,
         };
-        finding.trusted = self.trust_enabled && library_state == ValidationState::Trusted;
+        finding.trusted = self.trust_enabled
+            && (library_state == ValidationState::Trusted || has_trusted_claim_signer(reader));
         finding
     }
+}
+
+/// Most pages (IFDs in the main chain) a TIFF may have before the reader refuses it.
+const TIFF_MAX_PAGES: usize = 2000;
+/// Most SubIFDs one TIFF page may list before the reader refuses it.
+const TIFF_MAX_SUBFILES: u64 = 1000;
+
+/// The TIFF parser DoS guard of c2pa-rs 0.91, which c2pa 0.90.22 lacks: a TIFF (or DNG)
+/// whose page chain is too long or cyclic, or whose page lists too many SubIFDs, is refused
+/// before the reader sees it (c2pa 0.90.22 spends over a minute of CPU on `tiff_poc.tiff`,
+/// 5,000 SubIFDs, before answering "no manifest"). The reader sniffs the bytes whatever
+/// the MIME type says, so the guard looks at the magic bytes, not at `mime`.
+///
+/// Returns the refusal reason, or `None` when the file is not TIFF or passes the limits;
+/// structural errors it does not police are left to the reader.
+fn tiff_guard(bytes: &[u8]) -> Option<String> {
+    let little = match bytes.get(..2)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let u16_at = |at: u64| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let b: [u8; 2] = bytes.get(at..at.checked_add(2)?)?.try_into().ok()?;
+        Some(u64::from(if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }))
+    };
+    let u32_at = |at: u64| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(u64::from(if little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }))
+    };
+    let u64_at = |at: u64| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let b: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
+        Some(if little { u64::from_le_bytes(b) } else { u64::from_be_bytes(b) })
+    };
+    let big = match u16_at(2)? {
+        42 => false,
+        43 => true,
+        _ => return None,
+    };
+    let (count_len, entry_len, mut offset) = if big { (8, 20, u64_at(8)?) } else { (2, 12, u32_at(4)?) };
+    let mut visited = std::collections::HashSet::new();
+    let mut pages = 0usize;
+    while offset != 0 {
+        if !visited.insert(offset) {
+            return Some("asset could not be parsed: Cyclic IFD chain detected".to_string());
+        }
+        pages += 1;
+        if pages > TIFF_MAX_PAGES {
+            return Some("asset could not be parsed: TIFF file has too many pages".to_string());
+        }
+        let entries = if big { u64_at(offset)? } else { u16_at(offset)? };
+        let first_entry = offset.checked_add(count_len)?;
+        let table_len = entries.checked_mul(entry_len)?;
+        if first_entry.checked_add(table_len)? > bytes.len() as u64 {
+            return None; // truncated: the reader reports it
+        }
+        for i in 0..entries {
+            let at = first_entry + i * entry_len;
+            if u16_at(at)? == 0x014a {
+                let count = if big { u64_at(at + 4)? } else { u32_at(at + 4)? };
+                if count > TIFF_MAX_SUBFILES {
+                    return Some("asset could not be parsed: TIFF file has too many subfiles".to_string());
+                }
+            }
+        }
+        let next_at = first_entry + table_len;
+        offset = if big { u64_at(next_at)? } else { u32_at(next_at)? };
+    }
+    None
+}
+
+/// `true` when the active manifest's claim signer chains to a configured anchor, whatever
+/// else the validation found. A `signingCredential.trusted` logged for an assertion (a CAWG
+/// identity credential) does not count.
+fn has_trusted_claim_signer(reader: &Reader) -> bool {
+    reader.validation_results().and_then(|r| r.active_manifest()).is_some_and(|a| {
+        a.success().iter().any(|s| {
+            s.code() == "signingCredential.trusted"
+                && !s.url().is_some_and(|u| u.contains("/c2pa.assertions/"))
+        })
+    })
 }
 
 /// `true` when the active manifest's claim signature validated.
@@ -350,7 +430,9 @@ fn describe_error(err: &c2pa::Error) -> String {
         c2pa::Error::PrereleaseError => {
             "the manifest is a pre-1.0 (prerelease) C2PA manifest, which current readers reject".to_string()
         }
-        c2pa::Error::UnknownAlgorithm => "the manifest's signature algorithm is missing or unknown".to_string(),
+        c2pa::Error::UnknownAlgorithm => {
+            "the manifest's signature algorithm is missing or unknown".to_string()
+        }
         c2pa::Error::UnsupportedType => "the C2PA reader does not support this file type".to_string(),
         other => other.to_string(),
     }
@@ -429,21 +511,27 @@ impl ProvenanceFinding {
         }
     }
 
+    /// The first declared source type of one of these kinds, if any.
+    fn source_of_kind(&self, kinds: &[SourceKind]) -> Option<&str> {
+        self.all_source_types
+            .iter()
+            .map(String::as_str)
+            .find(|s| DigitalSourceType::parse(s).is_some_and(|t| kinds.contains(&t.kind)))
+    }
+
     /// A source type that declares content from a trained generative model, if any.
     fn trained_ai_source(&self) -> Option<&str> {
-        self.all_source_types.iter().map(String::as_str).find(|s| TRAINED_AI_SOURCES.contains(s))
+        self.source_of_kind(&[SourceKind::TrainedAlgorithmic, SourceKind::CompositeWithTrainedAlgorithmic])
     }
 
     /// A source type that declares synthetic content (trained or not), if any.
     fn ai_source(&self) -> Option<&str> {
-        self.trained_ai_source().or_else(|| {
-            self.all_source_types.iter().map(String::as_str).find(|s| OTHER_SYNTHETIC_SOURCES.contains(s))
-        })
+        self.trained_ai_source().or_else(|| self.source_of_kind(&[SourceKind::Synthetic]))
     }
 
     /// A source type that declares a camera (or film/print scan) capture, if any.
     fn capture_source(&self) -> Option<&str> {
-        self.all_source_types.iter().map(String::as_str).find(|s| CAPTURE_SOURCES.contains(s))
+        self.source_of_kind(&[SourceKind::Capture])
     }
 
     /// "by <signer> (claim generator <cg>)" for explanations.
@@ -470,7 +558,8 @@ impl ProvenanceFinding {
                 report
             }
             ManifestState::Error(reason) => {
-                let mut report = ModuleReport::abstain(format!("the C2PA manifest could not be read: {reason}"));
+                let mut report =
+                    ModuleReport::abstain(format!("the C2PA manifest could not be read: {reason}"));
                 report.flags.push(Flag::C2paUnreadable);
                 report
             }
@@ -582,6 +671,31 @@ mod tests {
     }
 
     #[test]
+    fn tiff_guard_limits() {
+        // Little-endian TIFF, one page whose SubIFDs tag lists `n` offsets.
+        fn tiff(n: u32) -> Vec<u8> {
+            let mut b = b"II*\0".to_vec();
+            b.extend_from_slice(&8u32.to_le_bytes());
+            b.extend_from_slice(&1u16.to_le_bytes());
+            b.extend_from_slice(&0x014au16.to_le_bytes());
+            b.extend_from_slice(&4u16.to_le_bytes());
+            b.extend_from_slice(&n.to_le_bytes());
+            b.extend_from_slice(&26u32.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b
+        }
+        assert_eq!(tiff_guard(&tiff(3)), None);
+        assert!(tiff_guard(&tiff(5000)).unwrap().contains("too many subfiles"));
+        // A page chain that points back at itself.
+        let mut cyclic = tiff(3);
+        let len = cyclic.len();
+        cyclic[len - 4..].copy_from_slice(&8u32.to_le_bytes());
+        assert!(tiff_guard(&cyclic).unwrap().contains("Cyclic"));
+        assert_eq!(tiff_guard(b"\xff\xd8\xff"), None);
+        assert_eq!(tiff_guard(b"II*"), None);
+    }
+
+    #[test]
     fn benign_codes() {
         assert!(is_benign_code("signingCredential.untrusted"));
         assert!(is_benign_code("timeStamp.malformed"));
@@ -602,9 +716,17 @@ mod tests {
         let p = Provenance::new(&ProvenanceConfig::default()).unwrap();
         for mime in ["image/jpeg", "image/png", "image/webp", "image/heif", "image/avif", "text/plain"] {
             let f = p.inspect(mime, &[0xff, 0xd8, 0xff, 0xe1, 0x00]);
-            assert!(matches!(f.state, ManifestState::None | ManifestState::Error(_)), "{mime}: {:?}", f.state);
+            assert!(
+                matches!(f.state, ManifestState::None | ManifestState::Error(_)),
+                "{mime}: {:?}",
+                f.state
+            );
             let f = p.inspect(mime, &[]);
-            assert!(matches!(f.state, ManifestState::None | ManifestState::Error(_)), "{mime}: {:?}", f.state);
+            assert!(
+                matches!(f.state, ManifestState::None | ManifestState::Error(_)),
+                "{mime}: {:?}",
+                f.state
+            );
         }
     }
 

@@ -28,6 +28,7 @@ pub struct DigitalSourceType {
 const VOCABULARY: &[(&str, SourceKind)] = &[
     ("trainedAlgorithmicMedia", SourceKind::TrainedAlgorithmic),
     ("compositeWithTrainedAlgorithmicMedia", SourceKind::CompositeWithTrainedAlgorithmic),
+    ("trainedAlgorithmicData", SourceKind::TrainedAlgorithmic),
     ("algorithmicMedia", SourceKind::Synthetic),
     ("compositeSynthetic", SourceKind::Synthetic),
     ("dataDrivenMedia", SourceKind::Synthetic),
