@@ -120,3 +120,13 @@ fn eval_rejects_a_bad_perturbation_with_a_clear_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown perturbation 'blur'"));
 }
+
+#[test]
+fn an_undecodable_file_with_a_manifest_still_reports_its_provenance() {
+    let file = common::shared("fixtures/c2pa/signed/ai_sample1_tampered.png");
+    let out = tellscan().arg("detect").arg(&file).output().unwrap();
+    let line = &json_lines(&out.stdout)[0];
+    assert_eq!(line["error"], "undecodable_image");
+    let flags = line["provenance"]["flags"].as_array().expect("provenance in the error");
+    assert!(flags.contains(&Value::from("c2pa_invalid")), "{line}");
+}
