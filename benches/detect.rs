@@ -10,7 +10,9 @@ use image::imageops::{self, FilterType};
 use tellscan::eval::transform::encode_jpeg;
 use tellscan::forensics::decode::{decode, DecodeLimits};
 use tellscan::forensics::fusion::{self, Degradation, FusionWeights};
-use tellscan::forensics::metadata;
+use tellscan::forensics::metadata::{self, quant};
+use tellscan::forensics::views::Views;
+use tellscan::forensics::{frequency, physics, visual};
 use tellscan::forensics::{Detector, DetectorConfig};
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/");
@@ -54,6 +56,12 @@ fn benches(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("module/{label}"));
         group.sample_size(20);
         group.bench_function("metadata", |b| b.iter(|| metadata::analyse(black_box(&image))));
+        let quality = image.blocks.jpeg.as_ref().and_then(quant::estimate_quality);
+        group.bench_function("views", |b| b.iter(|| Views::new(black_box(&image), quality)));
+        let views = Views::new(&image, quality);
+        group.bench_function("frequency", |b| b.iter(|| frequency::analyse(black_box(&views))));
+        group.bench_function("visual", |b| b.iter(|| visual::analyse(black_box(&views))));
+        group.bench_function("physics", |b| b.iter(|| physics::analyse(black_box(&views))));
         group.bench_function("provenance", |b| {
             b.iter(|| detector.provenance().inspect("image/jpeg", black_box(&jpeg)))
         });
