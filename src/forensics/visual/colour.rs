@@ -1,0 +1,204 @@
+//! Colour statistics of the window (saturation and hue distributions, colourfulness) and the
+//! texture of skin-tone regions.
+
+use crate::forensics::views::Views;
+
+/// Global colour statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ColourStats {
+    /// Mean HSV saturation (0-1) of pixels that are not near-black.
+    pub mean_saturation: f32,
+    /// 90th percentile of HSV saturation.
+    pub p90_saturation: f32,
+    /// Share of pixels with saturation ≥ 0.7 and value ≥ 0.25 (vivid colour).
+    pub vivid: f32,
+    /// Hasler-Süsstrunk colourfulness (about 0-150; camera photos mostly 15-60).
+    pub colourfulness: f32,
+    /// Normalised entropy (0-1) of the saturation-weighted hue histogram (36 bins).
+    pub hue_entropy: f32,
+    /// Mean saturation of dark pixels (value 0.08-0.3), where camera noise desaturates.
+    pub dark_saturation: f32,
+}
+
+/// Measure the colour statistics on every second pixel of every second row.
+pub fn colour_stats(views: &Views) -> ColourStats {
+    let mut sat_hist = [0u32; 101];
+    let mut hue = [0f64; 36];
+    let (mut n, mut sat_sum, mut vivid) = (0u32, 0f64, 0u32);
+    let (mut dark_n, mut dark_sat) = (0u32, 0f64);
+    let (mut rg_s, mut rg_ss, mut yb_s, mut yb_ss, mut m) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for y in (0..views.height).step_by(2) {
+        for x in (0..views.width).step_by(2) {
+            let p = views.image.get_pixel(x as u32, y as u32).0;
+            let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+            let rg = (r - g) as f64;
+            let yb = (0.5 * (r + g) - b) as f64;
+            rg_s += rg;
+            rg_ss += rg * rg;
+            yb_s += yb;
+            yb_ss += yb * yb;
+            m += 1.0;
+            let max = r.max(g).max(b);
+            let min = r.min(g).min(b);
+            let v = max / 255.0;
+            if v < 0.08 {
+                continue;
+            }
+            let s = (max - min) / max;
+            n += 1;
+            sat_sum += f64::from(s);
+            sat_hist[(s * 100.0) as usize] += 1;
+            if s >= 0.7 && v >= 0.25 {
+                vivid += 1;
+            }
+            if v < 0.3 {
+                dark_n += 1;
+                dark_sat += f64::from(s);
+            }
+            if s >= 0.2 && v >= 0.2 {
+                let d = max - min;
+                let h = if max == r {
+                    ((g - b) / d).rem_euclid(6.0)
+                } else if max == g {
+                    (b - r) / d + 2.0
+                } else {
+                    (r - g) / d + 4.0
+                };
+                hue[((h * 6.0) as usize).min(35)] += f64::from(s);
+            }
+        }
+    }
+    let colourfulness = if m > 0.0 {
+        let var = |s: f64, ss: f64| (ss / m - (s / m).powi(2)).max(0.0);
+        let sd = (var(rg_s, rg_ss) + var(yb_s, yb_ss)).sqrt();
+        let mean = ((rg_s / m).powi(2) + (yb_s / m).powi(2)).sqrt();
+        (sd + 0.3 * mean) as f32
+    } else {
+        0.0
+    };
+    let hue_total: f64 = hue.iter().sum();
+    let hue_entropy = if hue_total > 0.0 {
+        let h: f64 = hue.iter().filter(|&&c| c > 0.0).map(|&c| -(c / hue_total) * (c / hue_total).ln()).sum();
+        (h / 36f64.ln()) as f32
+    } else {
+        0.0
+    };
+    let p90 = {
+        let target = (0.9 * f64::from(n)) as u32;
+        let mut acc = 0;
+        let mut at = 100;
+        for (i, &c) in sat_hist.iter().enumerate() {
+            acc += c;
+            if acc > target {
+                at = i;
+                break;
+            }
+        }
+        at as f32 / 100.0
+    };
+    ColourStats {
+        mean_saturation: if n > 0 { (sat_sum / f64::from(n)) as f32 } else { 0.0 },
+        p90_saturation: p90,
+        vivid: if n > 0 { vivid as f32 / n as f32 } else { 0.0 },
+        colourfulness,
+        hue_entropy,
+        dark_saturation: if dark_n > 0 { (dark_sat / f64::from(dark_n)) as f32 } else { 0.0 },
+    }
+}
+
+/// Texture of skin-tone regions against the rest of the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SkinStats {
+    /// Share of 8×8 cells that are skin-toned.
+    pub coverage: f32,
+    /// `true` when there are enough skin cells and comparable non-skin cells to compare.
+    pub measured: bool,
+    /// Median mean-absolute residual of the skin cells.
+    pub skin_noise: f32,
+    /// Median mean-absolute residual of the non-skin cells with no more structure.
+    pub reference_noise: f32,
+}
+
+/// Minimum number of skin cells for the skin statistics to mean anything.
+pub const MIN_SKIN_CELLS: usize = 48;
+
+/// `true` for a skin-toned pixel: the Chai-Ngan YCbCr box, away from shadows and highlights.
+#[inline]
+pub fn is_skin(r: u8, g: u8, b: u8) -> bool {
+    let (r, g, b) = (f32::from(r), f32::from(g), f32::from(b));
+    let y = 0.299 * r + 0.587 * g + 0.114 * b;
+    let cb = 128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b;
+    let cr = 128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b;
+    (60.0..=235.0).contains(&y) && (77.0..=127.0).contains(&cb) && (135.0..=173.0).contains(&cr) && r > g
+}
+
+/// Structure of a cell at the 4-px scale (differences of its quadrant means), where pixel
+/// noise averages out: separates smooth shading from edges and texture.
+fn structure(luma: &[f32], w: usize, x0: usize, y0: usize) -> f32 {
+    let mut q = [0f32; 4];
+    for j in 0..8 {
+        for i in 0..8 {
+            q[(j / 4) * 2 + i / 4] += luma[(y0 + j) * w + x0 + i];
+        }
+    }
+    ((q[0] + q[1] - q[2] - q[3]).abs() + (q[0] + q[2] - q[1] - q[3]).abs()) / 32.0
+}
+
+/// Structure below which a cell counts as smooth whatever the skin cells show.
+const SMOOTH_STRUCTURE: f32 = 2.0;
+
+/// Skin statistics over 8×8 cells: a cell is skin when ≥ 90 % of its pixels are (every
+/// second pixel of every second row is tested); the reference is non-skin cells with no
+/// more structure than three quarters of the skin cells.
+pub fn skin_stats(views: &Views) -> SkinStats {
+    let (cols, rows) = (views.width / 8, views.height / 8);
+    let w = views.width;
+    let mut skin = Vec::new();
+    let mut other = Vec::new();
+    let mut texture_skin = Vec::new();
+    for cy in 0..rows {
+        for cx in 0..cols {
+            let mut count = 0u32;
+            for j in (0..8).step_by(2) {
+                for i in (0..8).step_by(2) {
+                    let p = views.image.get_pixel((cx * 8 + i) as u32, (cy * 8 + j) as u32).0;
+                    count += u32::from(is_skin(p[0], p[1], p[2]));
+                }
+            }
+            if count != 0 && count < 15 {
+                continue;
+            }
+            let mut res = 0f32;
+            for j in 0..8 {
+                let row = (cy * 8 + j) * w + cx * 8;
+                res += views.residual.data[row..row + 8].iter().map(|r| r.abs()).sum::<f32>();
+            }
+            let (res, grad) = (res / 64.0, structure(&views.luma.data, w, cx * 8, cy * 8));
+            if count >= 15 {
+                skin.push(res);
+                texture_skin.push(grad);
+            } else {
+                other.push((grad, res));
+            }
+        }
+    }
+    let cells = (cols * rows).max(1) as f32;
+    let coverage = skin.len() as f32 / cells;
+    if skin.len() < MIN_SKIN_CELLS {
+        return SkinStats { coverage, ..Default::default() };
+    }
+    let skin_noise = median_f32(&mut skin);
+    let mut tex = texture_skin;
+    tex.sort_by(f32::total_cmp);
+    let limit = tex[tex.len() * 3 / 4].max(SMOOTH_STRUCTURE);
+    let mut reference: Vec<f32> = other.iter().filter(|(g, _)| *g <= limit).map(|(_, r)| *r).collect();
+    if reference.len() < MIN_SKIN_CELLS {
+        return SkinStats { coverage, skin_noise, ..Default::default() };
+    }
+    SkinStats { coverage, measured: true, skin_noise, reference_noise: median_f32(&mut reference) }
+}
+
+fn median_f32(v: &mut [f32]) -> f32 {
+    let mid = v.len() / 2;
+    *v.select_nth_unstable_by(mid, f32::total_cmp).1
+}

@@ -1,0 +1,324 @@
+//! Frequency module: camera photos are not flagged, their ×2 up-sampled copies are, the JPEG
+//! grid alone is not, the heatmap finds an up-sampled patch, and the module abstains, saying
+//! why, where its traces cannot survive (64×64, JPEG quality 30).
+//!
+//! Ground truth is built from camera JPEGs of the shared corpus: centre 1024×1024 crop at
+//! native resolution, down-scaled ×0.5 (triangle filter) and up-scaled ×2 back with
+//! `FilterType::Nearest` or `FilterType::Triangle` (bilinear), then stored lossless (PNG) or
+//! as JPEG q90, the realistic case. The originals go through the same storage.
+
+use image::imageops::{self, FilterType};
+use image::RgbImage;
+use tellscan::eval::transform::{centre_crop, encode_jpeg};
+use tellscan::forensics::decode::{decode, DecodeLimits};
+use tellscan::forensics::frequency;
+use tellscan::forensics::metadata::quant::estimate_quality;
+use tellscan::forensics::report::{Flag, ModuleReport};
+use tellscan::forensics::views::{PixelFinding, Views};
+
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/");
+
+/// Camera JPEGs of 2048-2576 px from three makers (a compact of 2000, a compact of 2010, a
+/// phone of 2019).
+const PHOTOS: [&str; 3] = [
+    "corpus/real/metadata-extractor/jpg/Nikon E990.jpg",
+    "corpus/real/metadata-extractor/jpg/Canon PowerShot A720 IS.jpg",
+    "corpus/real/metadata-extractor/jpg/Samsung SM-J327T1.jpg",
+];
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(format!("{SHARED}{rel}")).unwrap_or_else(|e| panic!("cannot read shared/{rel}: {e}"))
+}
+
+/// Decode and build the views as the detector does.
+fn views_of(bytes: &[u8]) -> Views {
+    let img = decode(bytes, &DecodeLimits::default()).expect("test image decodes");
+    let quality = img.blocks.jpeg.as_ref().and_then(estimate_quality);
+    Views::new(&img, quality)
+}
+
+fn analyse(bytes: &[u8]) -> PixelFinding {
+    frequency::analyse(&views_of(bytes))
+}
+
+fn png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("PNG encodes");
+    out
+}
+
+fn flagged(r: &ModuleReport) -> bool {
+    r.flags.contains(&Flag::PeriodicPeaks) || r.flags.contains(&Flag::GridArtifact)
+}
+
+/// The centre 1024×1024 of a corpus photo at native resolution.
+fn photo_crop(rel: &str) -> RgbImage {
+    let img = decode(&read(rel), &DecodeLimits::default()).expect("corpus photo decodes");
+    centre_crop(&img.rgb, 1024).expect("corpus photo is at least 1024 px")
+}
+
+/// Down-scale ×0.5, then up-scale ×`factor` back to the original size with `filter`.
+fn resampled(crop: &RgbImage, factor: u32, filter: FilterType) -> RgbImage {
+    let (w, h) = crop.dimensions();
+    let small = imageops::resize(crop, w / factor, h / factor, FilterType::Triangle);
+    imageops::resize(&small, w, h, filter)
+}
+
+#[test]
+fn camera_photos_as_they_come_are_not_flagged() {
+    for rel in PHOTOS {
+        let r = analyse(&read(rel)).report;
+        assert!(!r.abstained, "{rel}: {r:?}");
+        assert!(!flagged(&r), "{rel} flagged: {r:?}");
+    }
+}
+
+/// Shared body of the two up-sampling tests: `store` encodes both the original crop and its
+/// up-sampled copies.
+fn upsampled_copies_are_flagged_and_score_higher(store: impl Fn(&RgbImage) -> Vec<u8>) {
+    for rel in PHOTOS {
+        let crop = photo_crop(rel);
+        let original = analyse(&store(&crop)).report;
+        assert!(!original.abstained && !flagged(&original), "{rel} original: {original:?}");
+        for (name, filter) in [("nearest", FilterType::Nearest), ("bilinear", FilterType::Triangle)] {
+            let up = analyse(&store(&resampled(&crop, 2, filter))).report;
+            assert!(!up.abstained, "{rel} {name}: {up:?}");
+            assert!(up.flags.contains(&Flag::PeriodicPeaks), "{rel} {name} not flagged: {up:?}");
+            assert!(up.flags.contains(&Flag::GridArtifact), "{rel} {name}: no 2-D grid: {up:?}");
+            assert!(
+                up.score > original.score + 0.1,
+                "{rel} {name}: score {} not above the original's {}",
+                up.score,
+                original.score
+            );
+        }
+    }
+}
+
+#[test]
+fn png_camera_crops_upsampled_2x_nearest_and_bilinear_are_flagged_and_score_higher() {
+    upsampled_copies_are_flagged_and_score_higher(png);
+}
+
+#[test]
+fn jpeg_q90_camera_crops_upsampled_2x_nearest_and_bilinear_are_flagged_and_score_higher() {
+    upsampled_copies_are_flagged_and_score_higher(|img| encode_jpeg(img, 90));
+}
+
+#[test]
+fn jpeg_q90_bilinear_4x_upsampling_is_flagged_beyond_the_jpeg_grid() {
+    let crop = photo_crop(PHOTOS[0]);
+    let r = analyse(&encode_jpeg(&resampled(&crop, 4, FilterType::Triangle), 90)).report;
+    assert!(r.flags.contains(&Flag::PeriodicPeaks), "{r:?}");
+    assert!(r.explanations.iter().any(|e| e.contains("period of 4")), "{r:?}");
+}
+
+#[test]
+fn the_jpeg_block_grid_alone_is_not_flagged() {
+    // a camera crop and a rendered image without camera history, both compressed hard enough
+    // for the 8×8 grid to show but above the abstention threshold
+    let render =
+        decode(&read("corpus/ai/comfyui/sdxl/sdxl_simple_example.png"), &DecodeLimits::default()).unwrap();
+    for (name, img) in [("camera", photo_crop(PHOTOS[1])), ("render", render.rgb)] {
+        for q in [60u8, 75] {
+            let v = views_of(&encode_jpeg(&img, q));
+            let m = frequency::measure(&v).expect("quality 60+ is measured");
+            assert!(m.gains.total.period8[0] > m.gains.total.period2[0], "{name} q{q}: {:?}", m.gains.total);
+            let r = frequency::analyse(&v).report;
+            assert!(!r.abstained && !flagged(&r), "{name} q{q}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn the_heatmap_points_at_an_upsampled_patch() {
+    let mut img = photo_crop(PHOTOS[2]);
+    // replace the 256×256 patch at (512, 256) with a nearest ×2 up-sampled copy of itself
+    let patch = imageops::crop_imm(&img, 512, 256, 256, 256).to_image();
+    imageops::replace(&mut img, &resampled(&patch, 2, FilterType::Nearest), 512, 256);
+    let finding = analyse(&encode_jpeg(&img, 90));
+    let map = finding.heatmap.expect("the module localises");
+    assert_eq!((map.block, map.cols, map.rows), (128, 8, 8));
+    let top = map.top_regions(4, "frequency");
+    for r in &top {
+        assert!((512..768).contains(&r.x) && (256..512).contains(&r.y), "{r:?} outside the patch; {top:?}");
+    }
+    assert!(top[3].score > 0.8, "{top:?}");
+    let outside = map
+        .values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(4..6).contains(&(i % 8)) || !(2..4).contains(&(i / 8)));
+    assert!(outside.clone().all(|(_, v)| *v < 0.5), "{:?}", map.values);
+}
+
+#[test]
+fn abstains_on_a_64x64_image_and_says_why() {
+    let crop = centre_crop(&photo_crop(PHOTOS[0]), 64).unwrap();
+    let finding = analyse(&png(&crop));
+    let r = finding.report;
+    assert!(r.abstained && r.flags.is_empty(), "{r:?}");
+    assert_eq!(r.score, 0.5);
+    assert!(r.explanations[0].contains("64×64") && r.explanations[0].contains("128 px"), "{r:?}");
+    assert!(finding.heatmap.is_none());
+}
+
+#[test]
+fn abstains_on_a_quality_30_recompression_and_says_why() {
+    for rel in PHOTOS {
+        let r = analyse(&encode_jpeg(&photo_crop(rel), 30)).report;
+        assert!(r.abstained && r.flags.is_empty(), "{rel}: {r:?}");
+        assert!(r.explanations[0].contains("JPEG quality is about 30"), "{rel}: {r:?}");
+    }
+    // and the same pixels at quality 90 are read
+    assert!(!analyse(&encode_jpeg(&photo_crop(PHOTOS[0]), 90)).report.abstained);
+}
+
+#[test]
+fn abstains_on_a_flat_image() {
+    let flat = RgbImage::from_pixel(300, 300, image::Rgb([90, 120, 200]));
+    let r = analyse(&png(&flat)).report;
+    assert!(r.abstained && r.explanations[0].contains("no fine detail"), "{r:?}");
+}
+
+// ---- exploration (removed before hand-off) ----
+use rayon::prelude::*;
+use std::io::Write;
+use tellscan::eval::transform;
+
+fn line(variant: &str, label: &str, path: &str, v: &Views) -> String {
+    let t = std::time::Instant::now();
+    let f = frequency::analyse(v);
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let Ok(m) = frequency::measure(v) else { return format!("{variant}\t{label}\t{path}\tNONE") };
+    let g = &m.gains.total;
+    let kv = [
+        ("g2x", g.period2[0]),
+        ("g2y", g.period2[1]),
+        ("g2", g.period2_mean()),
+        ("g4", 0.5 * (g.period4[0] + g.period4[1])),
+        ("g8", 0.5 * (g.period8[0] + g.period8[1])),
+        ("decay", m.decay),
+        ("low", m.low),
+        ("score", f.report.score),
+        ("flags", f.report.flags.len() as f64),
+        ("pp", f.report.flags.contains(&tellscan::forensics::Flag::PeriodicPeaks) as u8 as f64),
+        ("ms", ms),
+        ("res", m.residual_level),
+    ];
+    format!(
+        "{variant}\t{label}\t{path}\t{:?}\t{}\t{}\t{}",
+        v.format,
+        v.jpeg_quality.unwrap_or(0),
+        m.crop_side,
+        kv.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(",")
+    )
+}
+
+#[test]
+#[ignore = "exploration dump"]
+fn dump_corpus() {
+    let rows: Vec<(String, String)> = std::fs::read_to_string(format!("{SHARED}corpus/labels.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
+    let limits = DecodeLimits::default();
+    let out: Vec<String> = rows
+        .par_iter()
+        .flat_map(|(path, label)| {
+            let mut lines = Vec::new();
+            let bytes = std::fs::read(format!("{SHARED}corpus/{path}")).unwrap();
+            let Ok(img) = decode(&bytes, &limits) else { return lines };
+            lines.push(line("raw", label, path, &views_of(&bytes)));
+            if let Ok(Some(norm)) = transform::normalize(&bytes, &limits) {
+                lines.push(line("norm", label, path, &views_of(&norm)));
+                let p = transform::perturb(&norm, &"jpeg:75,resize:0.5".parse().unwrap(), &limits).unwrap();
+                lines.push(line("pert", label, path, &views_of(&p)));
+            }
+            if label != "real" && img.format == tellscan::forensics::ImageFormat::Png {
+                for q in [55u8, 70] {
+                    lines.push(line(
+                        &format!("ai_q{q}"),
+                        label,
+                        path,
+                        &views_of(&transform::encode_jpeg(&img.rgb, q)),
+                    ));
+                }
+            }
+            if label == "real" {
+                let (w, h) = (img.width / 2, img.height / 2);
+                let small = imageops::resize(&img.rgb, w, h, FilterType::CatmullRom);
+                lines.push(line("down_q80", label, path, &views_of(&transform::encode_jpeg(&small, 80))));
+            }
+            if label == "real" && img.width.min(img.height) >= 1024 {
+                let c = transform::centre_crop(&img.rgb, 1024).unwrap();
+                let small = imageops::resize(&c, 512, 512, FilterType::Triangle);
+                for (name, f) in [("upN", FilterType::Nearest), ("upB", FilterType::Triangle)] {
+                    let up = imageops::resize(&small, 1024, 1024, f);
+                    lines.push(line(&format!("{name}png"), label, path, &views_of(&png(&up))));
+                    lines.push(line(
+                        &format!("{name}q90"),
+                        label,
+                        path,
+                        &views_of(&transform::encode_jpeg(&up, 90)),
+                    ));
+                }
+                let s3 = imageops::resize(&c, 680, 680, FilterType::Triangle);
+                let up15 = imageops::resize(&s3, 1020, 1020, FilterType::Triangle);
+                lines.push(line("up15q90", label, path, &views_of(&transform::encode_jpeg(&up15, 90))));
+                let s4 = imageops::resize(&c, 256, 256, FilterType::Triangle);
+                let up4 = imageops::resize(&s4, 1024, 1024, FilterType::Triangle);
+                lines.push(line("up4Bq90", label, path, &views_of(&transform::encode_jpeg(&up4, 90))));
+                let upc = imageops::resize(&small, 1024, 1024, FilterType::CatmullRom);
+                lines.push(line("upCq90", label, path, &views_of(&transform::encode_jpeg(&upc, 90))));
+                lines.push(line("crop_q90", label, path, &views_of(&transform::encode_jpeg(&c, 90))));
+                lines.push(line("crop_png", label, path, &views_of(&png(&c))));
+            }
+            lines
+        })
+        .collect();
+    let mut f = std::fs::File::create("/tmp/freqx/dump.tsv").unwrap();
+    for l in out {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+#[test]
+#[ignore = "timing"]
+fn timing() {
+    let v = views_of(&read(PHOTOS[2]));
+    println!("window {}x{}", v.width, v.height);
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let _ = frequency::analyse(&v);
+        let a = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let g = frequency::cyclo::measure(&v.luma, 128);
+        let b = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let _ = frequency::measure(&v);
+        let c = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let win = frequency::spectrum::hann(512);
+        let mut az = 0.0;
+        let mut fft = 0.0;
+        for c in v.crops(512, 4) {
+            let plane = v.residual.crop(c.x, c.y, 512, 512);
+            let t2 = std::time::Instant::now();
+            let p = frequency::spectrum::Power::of(&plane.data, 512, &win);
+            fft += t2.elapsed().as_secs_f64() * 1e3;
+            let t3 = std::time::Instant::now();
+            let _ = p.azimuthal();
+            az += t3.elapsed().as_secs_f64() * 1e3;
+        }
+        let d = t.elapsed().as_secs_f64() * 1e3;
+        println!("analyse {a:.1} ms, cyclo {b:.1} ms, measure {c:.1} ms, spectra {d:.1} (fft {fft:.1} az {az:.1}) {:?}", g.total.period2);
+    }
+}
