@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo test --locked --all-features "$@"
+cargo test --locked --all-features --no-fail-fast "$@"

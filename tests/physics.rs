@@ -313,3 +313,15 @@ fn camera_jpeg_is_judged_and_timed() {
     assert!(!finding.report.explanations.is_empty());
 }
 
+#[test]
+fn monochrome_photo_is_not_called_aberration_free() {
+    let photo = downscaled_photo();
+    let grey = RgbImage::from_fn(photo.width(), photo.height(), |x, y| {
+        let p = photo.get_pixel(x, y);
+        let l = (0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])).round() as u8;
+        Rgb([l; 3])
+    });
+    let (views, finding) = analyse_png(&grey);
+    assert!(physics::measure(&views).aberration.is_none());
+    assert!(!finding.report.flags.contains(&Flag::NoChromaticAberration), "{:?}", finding.report);
+}

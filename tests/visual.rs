@@ -241,7 +241,8 @@ fn skin_smoothing_flags_plastic_skin_but_not_textured_skin() {
     assert!(colour::is_skin(224, 172, 140) && !colour::is_skin(120, 122, 125));
     let smooth = views_of(&png(&picture(0.0)));
     let textured = views_of(&png(&picture(4.0)));
-    let (ss, st) = (colour::skin_stats(&smooth), colour::skin_stats(&textured));
+    let skin = |v: &Views| colour::skin_stats(v, &blocks::measure_cells(v));
+    let (ss, st) = (skin(&smooth), skin(&textured));
     assert!(ss.coverage > 0.2, "{ss:?}");
     assert!(ss.skin_noise < 0.3 * ss.reference_noise, "{ss:?}");
     assert!(st.skin_noise > 0.7 * st.reference_noise, "{st:?}");
@@ -365,4 +366,28 @@ fn experiment_splices() {
         }
     }
     std::fs::write("/tmp/vx/splices.txt", out.join("\n")).unwrap();
+}
+
+#[test]
+#[ignore]
+fn experiment_timing() {
+    for f in ["real/metadata-extractor/jpg/Samsung SM-J327T1.jpg", "ai/comfyui/flux/girl_in_field.png"] {
+        let bytes = std::fs::read(shared(&format!("corpus/{f}"))).unwrap();
+        let v = views_of(&bytes);
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let g = blocks::measure(&v, 32);
+            let t1 = t.elapsed().as_secs_f64() * 1e3;
+            let c = colour::colour_stats(&v);
+            let t2 = t.elapsed().as_secs_f64() * 1e3;
+            let s = colour::skin_stats(&v, &g.cells);
+            let t3 = t.elapsed().as_secs_f64() * 1e3;
+            let e = edges::edge_stats(&v);
+            let t4 = t.elapsed().as_secs_f64() * 1e3;
+            let fnd = visual::analyse(&v);
+            let t5 = t.elapsed().as_secs_f64() * 1e3;
+            std::hint::black_box((&g, &c, &s, &e, &fnd));
+            eprintln!("{}x{} blocks {t1:.1} colour {:.1} skin {:.1} edges {:.1} analyse {:.1}", v.width, v.height, t2 - t1, t3 - t2, t4 - t3, t5 - t4);
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! the spectrum's symmetry applied, a local background, and the azimuthal average.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use realfft::RealFftPlanner;
 use rustfft::num_complex::Complex;
@@ -37,22 +38,30 @@ impl Power {
         debug_assert_eq!(samples.len(), n * n);
         debug_assert_eq!(window.len(), n);
         let half = n / 2 + 1;
+        // row transforms into a row-major buffer, then a blocked transpose so that each
+        // column is contiguous for the column transforms
+        let mut rows_out = vec![Complex::new(0.0f32, 0.0); n * half];
         let mut columns = vec![Complex::new(0.0f32, 0.0); half * n];
         PLANNERS.with(|p| {
             let (real, complex) = &mut *p.borrow_mut();
             let rows = real.plan_fft_forward(n);
             let mut input = rows.make_input_vec();
-            let mut output = rows.make_output_vec();
             let mut scratch = rows.make_scratch_vec();
-            for y in 0..n {
+            for (y, out) in rows_out.chunks_exact_mut(half).enumerate() {
                 let wy = window[y];
                 for ((dst, &s), &wx) in input.iter_mut().zip(&samples[y * n..(y + 1) * n]).zip(window) {
                     *dst = s * wx * wy;
                 }
-                rows.process_with_scratch(&mut input, &mut output, &mut scratch)
-                    .expect("buffers come from the plan");
-                for (u, c) in output.iter().enumerate() {
-                    columns[u * n + y] = *c;
+                rows.process_with_scratch(&mut input, out, &mut scratch).expect("buffers come from the plan");
+            }
+            const B: usize = 16;
+            for y0 in (0..n).step_by(B) {
+                for u0 in (0..half).step_by(B) {
+                    for y in y0..(y0 + B).min(n) {
+                        for u in u0..(u0 + B).min(half) {
+                            columns[u * n + y] = rows_out[y * half + u];
+                        }
+                    }
                 }
             }
             complex.plan_fft_forward(n).process(&mut columns);
@@ -103,20 +112,13 @@ impl Power {
     /// The azimuthal median power in rings one bin wide, index = radius in bins (0..=n/2):
     /// the median rather than the mean, so that isolated peaks do not lift a ring.
     pub fn azimuthal(&self) -> Vec<f32> {
-        let n = self.n as isize;
-        let rmax = self.n / 2;
-        let mut rings: Vec<Vec<f32>> = vec![Vec::new(); rmax + 1];
-        for u in 0..=n / 2 {
-            for v in -n / 2..n / 2 {
-                let r = ((u * u + v * v) as f32).sqrt().round() as usize;
-                if r <= rmax {
-                    rings[r].push(self.at(u, v));
-                }
-            }
-        }
+        let rings = Rings::of(self.n);
+        let mut grouped: Vec<f32> = rings.order.iter().map(|&i| self.data[i as usize]).collect();
         rings
-            .into_iter()
-            .map(|mut ring| {
+            .starts
+            .windows(2)
+            .map(|w| {
+                let ring = &mut grouped[w[0]..w[1]];
                 if ring.is_empty() {
                     return 0.0;
                 }
@@ -127,9 +129,80 @@ impl Power {
     }
 }
 
+/// The stored bins of an `n`×`n` spectrum grouped by ring (radius rounded to whole bins, up
+/// to n/2): `order[starts[r]..starts[r + 1]]` are the indices of ring `r`.
+struct Rings {
+    order: Vec<u32>,
+    starts: Vec<usize>,
+}
+
+thread_local! {
+    /// Ring groupings by size, computed once per thread.
+    static RINGS: RefCell<Vec<(usize, Rc<Rings>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Rings {
+    fn of(n: usize) -> Rc<Rings> {
+        RINGS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((_, r)) = cache.iter().find(|(size, _)| *size == n) {
+                return r.clone();
+            }
+            let rings = Rc::new(Rings::build(n));
+            cache.push((n, rings.clone()));
+            rings
+        })
+    }
+
+    fn build(n: usize) -> Rings {
+        let rmax = n / 2;
+        let ring: Vec<usize> = (0..(n / 2 + 1) * n)
+            .map(|i| {
+                // u ≥ 0 covers the plane, since P(u, v) = P(−u, −v)
+                let (u, v) = ((i / n) as f32, (i % n) as f32);
+                let v = if v < (n / 2) as f32 { v } else { v - n as f32 };
+                (u * u + v * v).sqrt().round() as usize
+            })
+            .collect();
+        let mut starts = vec![0usize; rmax + 2];
+        for &r in ring.iter().filter(|&&r| r <= rmax) {
+            starts[r + 1] += 1;
+        }
+        for r in 0..=rmax {
+            starts[r + 1] += starts[r];
+        }
+        let mut fill = starts.clone();
+        let mut order = vec![0u32; starts[rmax + 1]];
+        for (i, &r) in ring.iter().enumerate() {
+            if r <= rmax {
+                order[fill[r]] = i as u32;
+                fill[r] += 1;
+            }
+        }
+        Rings { order, starts }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn azimuthal_profile_of_white_noise_is_flat() {
+        let n = 128;
+        let mut seed = 3u32;
+        let samples: Vec<f32> = (0..n * n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 16) as f32 / 65536.0 - 0.5
+            })
+            .collect();
+        let p = Power::of(&samples, n, &vec![1.0; n]);
+        let az = p.azimuthal();
+        assert_eq!(az.len(), n / 2 + 1);
+        let mid: f32 = az[10..60].iter().sum::<f32>() / 50.0;
+        assert!(az[10..60].iter().all(|&a| a > 0.5 * mid && a < 1.5 * mid), "{az:?}");
+    }
 
     #[test]
     fn a_cosine_on_a_bin_peaks_there_and_its_mirror() {

@@ -16,6 +16,8 @@ const MIN_EDGE_ENERGY: f64 = 40.0;
 /// Blocks whose channel fit explains less than this share of the variance are skipped
 /// (a colour edge rather than a displaced grey edge).
 const MIN_FIT_R2: f64 = 0.8;
+/// Mean |R − G| + |B − G| (grey levels) below which the picture counts as monochrome.
+const MIN_CHROMA: f64 = 1.0;
 /// Displacements beyond this (pixels) are not lateral chromatic aberration.
 const MAX_SHIFT: f64 = 3.0;
 
@@ -61,7 +63,8 @@ struct Shift {
     info: [[f64; 2]; 2],
 }
 
-/// Measure lateral chromatic aberration; `None` when no edged block fits.
+/// Measure lateral chromatic aberration; `None` for a monochrome picture or when no edged
+/// block fits.
 pub fn measure(views: &Views) -> Option<AberrationStats> {
     let (w, h) = (views.width, views.height);
     let (cols, rows) = (w / BLOCK, h / BLOCK);
@@ -69,25 +72,34 @@ pub fn measure(views: &Views) -> Option<AberrationStats> {
         return None;
     }
     let raw = views.image.as_raw();
-    let green = |x: usize, y: usize| f32::from(raw[(y * w + x) * 3 + 1]);
-    // edge energy per block, sampled on a 4-px grid (it only ranks the blocks)
+    let px = |x: usize, y: usize, c: usize| f32::from(raw[(y * w + x) * 3 + c]);
+    let green = |x: usize, y: usize| px(x, y, 1);
+    // edge energy per block, sampled on a 4-px grid (it only ranks the blocks); and how far
+    // the colours are from grey: a monochrome picture has no aberration to show
     let mut energy: Vec<(usize, usize, f64)> = Vec::with_capacity(cols * rows);
+    let (mut chroma, mut samples) = (0f64, 0f64);
     for by in 0..rows {
         for bx in 0..cols {
-            let (mut e, mut n) = (0f32, 0f32);
+            let (mut e, mut n, mut c) = (0f32, 0f32, 0f32);
             for y in (by * BLOCK + 2..(by + 1) * BLOCK - 1).step_by(4) {
                 for x in (bx * BLOCK + 2..(bx + 1) * BLOCK - 1).step_by(4) {
                     let gx = green(x + 1, y) - green(x - 1, y);
                     let gy = green(x, y + 1) - green(x, y - 1);
                     e += gx * gx + gy * gy;
+                    c += (px(x, y, 0) - green(x, y)).abs() + (px(x, y, 2) - green(x, y)).abs();
                     n += 1.0;
                 }
             }
+            chroma += f64::from(c);
+            samples += f64::from(n);
             let e = f64::from(e / n.max(1.0)) / 4.0;
             if e >= MIN_EDGE_ENERGY {
                 energy.push((bx, by, e));
             }
         }
+    }
+    if chroma < MIN_CHROMA * samples {
+        return None;
     }
     let edged_blocks = energy.len();
     energy.sort_by(|a, b| b.2.total_cmp(&a.2));

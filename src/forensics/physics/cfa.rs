@@ -383,9 +383,8 @@ pub fn heatmap(views: &Views, stats: &CfaStats) -> Option<Heatmap> {
         return None;
     }
     let raw = views.image.as_raw();
-    let green_row = |y: usize| -> Vec<f32> {
-        raw[y * w * 3..(y + 1) * w * 3].chunks_exact(3).map(|p| f32::from(p[1])).collect()
-    };
+    let green: Vec<f32> = raw.chunks_exact(3).map(|p| f32::from(p[1])).collect();
+    let green_row = |y: usize| &green[y * w..(y + 1) * w];
     let weights = stats.weights[1].map(|wt| wt.map(|v| v as f32));
     // green measured on the anti-diagonal (positions 1, 2) when the contrast is positive
     let measured_site = |p: usize| (p == 1 || p == 2) == (stats.green > 0.0);
@@ -416,9 +415,9 @@ pub fn heatmap(views: &Views, stats: &CfaStats) -> Option<Heatmap> {
                 for (x, err) in errs.iter().enumerate().take(x1).skip(x0) {
                     acc[x & 1] += err;
                 }
-                for parity in 0..2 {
+                for (parity, sum) in acc.iter().enumerate() {
                     let p = lattice(parity, y);
-                    eb[p] += f64::from(acc[parity]);
+                    eb[p] += f64::from(*sum);
                     nb[p] += (((x1 - x0) + usize::from(x0 % 2 == parity)) / 2) as f64;
                 }
             }

@@ -1,12 +1,54 @@
-//! Per-block statistics of the analysis window: brightness, clipping, texture, a robust noise
-//! level from the median residual, and error levels from re-quantising the luminance DCT at
-//! several JPEG qualities (error-level analysis in the DCT domain).
+//! Per-cell and per-block statistics of the analysis window: brightness, clipping, texture,
+//! a robust noise level from the median residual, JPEG blocking, and error levels from
+//! re-quantising the luminance DCT at several JPEG qualities (error-level analysis done in
+//! the DCT domain: the same error a JPEG re-encode would make, without encoding a file).
+//!
+//! One pass computes everything per 8×8 cell (the JPEG grid; the window's origin is on it),
+//! in parallel over rows of cells; blocks aggregate their cells.
+
+use rayon::prelude::*;
 
 use super::dct::{luma_table, Dct8};
 use crate::forensics::views::Views;
 
 /// Qualities at which the error level is measured.
 pub const ELA_QUALITIES: [u8; 5] = [60, 70, 80, 90, 95];
+const NQ: usize = ELA_QUALITIES.len();
+
+/// Statistics of one 8×8 cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CellStats {
+    /// Mean luminance.
+    pub mean: f32,
+    /// Mean absolute median-residual.
+    pub residual: f32,
+    /// Structure at the 4-px scale: |F(0,1)| + |F(1,0)| of the DCT, scaled so that a ramp of
+    /// slope g per pixel gives 4g (pixel noise mostly averages out of it).
+    pub structure: f32,
+    /// Sum of squares of the high-frequency AC coefficients (u + v ≥ 6).
+    pub high: f32,
+    /// Sum of squared re-quantisation errors at each of [`ELA_QUALITIES`].
+    pub ela: [f32; NQ],
+    /// Pixels with luma ≤ 4 or ≥ 251.
+    pub clipped: u8,
+    /// Sum of absolute luma steps across the cell's right and bottom grid lines.
+    pub across: f32,
+    /// Number of those steps.
+    pub across_n: u8,
+    /// Sum of absolute luma steps inside the cell (7 per row and per column).
+    pub inside: f32,
+}
+
+/// The window's 8×8 cells (right and bottom remainders left out), row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cells {
+    /// Cells per row.
+    pub cols: usize,
+    /// Cells per column.
+    pub rows: usize,
+    /// `cols * rows` statistics.
+    pub stats: Vec<CellStats>,
+}
 
 /// Statistics of one block.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,20 +57,18 @@ pub struct BlockStats {
     pub mean: f32,
     /// Share of pixels at or beyond the 8-bit range (luma ≤ 4 or ≥ 251).
     pub clipped: f32,
-    /// Robust noise level: 1.4826 × the median absolute median-residual.
+    /// Robust noise level: the median over cells of the mean absolute residual, scaled
+    /// (× 1.2533) to read as 1.4826 × the median absolute residual for Gaussian noise.
     pub noise: f32,
     /// Noise floor: the second-lowest mean absolute residual of the block's 8×8 cells.
     pub noise_floor: f32,
     /// Texture: RMS difference between the means of adjacent 8×8 cells (structure at scales
     /// of 8 px and more), less the part that pixel noise explains.
     pub texture: f32,
-    /// RMS of the low-frequency AC DCT coefficients (u + v ≤ 2) per pixel: detail at the
-    /// 8-px scale, pixel noise included.
-    pub detail: f32,
     /// RMS of the high-frequency AC DCT coefficients (u + v ≥ 6) per pixel.
     pub high: f32,
     /// Mean squared re-quantisation error per pixel at each of [`ELA_QUALITIES`].
-    pub ela: [f32; ELA_QUALITIES.len()],
+    pub ela: [f32; NQ],
     /// Mean absolute luma step across the 8×8 grid lines over that within cells (1 = none).
     pub blockiness: f32,
 }
@@ -44,27 +84,8 @@ pub struct BlockGrid {
     pub rows: usize,
     /// `cols * rows` statistics, row-major.
     pub stats: Vec<BlockStats>,
-}
-
-/// Measure every `block`-pixel block of the window (`block` a multiple of 8).
-pub fn measure(views: &Views, block: usize) -> BlockGrid {
-    assert!(block % 8 == 0 && block >= 16);
-    let (cols, rows) = (views.width / block, views.height / block);
-    let dct = Dct8::default();
-    let tables: Vec<([f32; 64], [f32; 64])> = ELA_QUALITIES
-        .iter()
-        .map(|&q| {
-            let t = luma_table(q);
-            (t, t.map(|v| 1.0 / v))
-        })
-        .collect();
-    let mut stats = Vec::with_capacity(cols * rows);
-    for by in 0..rows {
-        for bx in 0..cols {
-            stats.push(measure_block(views, bx * block, by * block, block, &dct, &tables));
-        }
-    }
-    BlockGrid { block, cols, rows, stats }
+    /// The cells the blocks were built from.
+    pub cells: Cells,
 }
 
 /// Round to the nearest integer (ties to even) for |v| < 2²², without a libm call.
@@ -74,137 +95,153 @@ fn round_fast(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
-fn measure_block(
-    views: &Views,
-    x0: usize,
-    y0: usize,
-    b: usize,
-    dct: &Dct8,
-    tables: &[([f32; 64], [f32; 64])],
-) -> BlockStats {
-    let w = views.width;
+/// `|F(0,1)| + |F(1,0)|` over this gives 4g for a ramp of slope g (see [`CellStats::structure`]).
+const STRUCTURE_SCALE: f32 = 4.55;
+
+/// Measure every 8×8 cell of the window.
+pub fn measure_cells(views: &Views) -> Cells {
+    let (cols, rows) = (views.width / 8, views.height / 8);
+    let dct = Dct8::default();
+    let tables: Vec<([f32; 64], [f32; 64])> = ELA_QUALITIES
+        .iter()
+        .map(|&q| {
+            let t = luma_table(q);
+            (t, t.map(|v| 1.0 / v))
+        })
+        .collect();
+    let stats = (0..rows)
+        .into_par_iter()
+        .flat_map_iter(|cy| {
+            let (dct, tables) = (&dct, &tables);
+            (0..cols).map(move |cx| measure_cell(views, cx * 8, cy * 8, dct, tables))
+        })
+        .collect();
+    Cells { cols, rows, stats }
+}
+
+fn measure_cell(views: &Views, x0: usize, y0: usize, dct: &Dct8, tables: &[([f32; 64], [f32; 64])]) -> CellStats {
+    let (w, h) = (views.width, views.height);
     let (luma, res) = (&views.luma.data, &views.residual.data);
-    let n = (b * b) as f32;
-    // brightness, clipping, residual histogram (0.25 steps up to 64)
-    let mut hist = [0u32; 257];
-    let (mut sum, mut clipped) = (0f32, 0u32);
-    for y in y0..y0 + b {
-        let row = &luma[y * w + x0..y * w + x0 + b];
-        let rrow = &res[y * w + x0..y * w + x0 + b];
-        for (&l, &r) in row.iter().zip(rrow) {
-            sum += l;
-            clipped += u32::from(!(4.5..250.5).contains(&l));
-            hist[((r.abs() * 4.0) as usize).min(256)] += 1;
-        }
-    }
-    let noise = 1.4826 * hist_median(&hist, (b * b) as u32) / 4.0;
-    // DCT cells
-    let mut cell_abs = Vec::with_capacity((b / 8) * (b / 8));
-    let (mut low, mut high) = (0f32, 0f32);
-    let cells = b / 8;
-    let mut means = Vec::with_capacity(cells * cells);
-    let mut ela = [0f32; ELA_QUALITIES.len()];
     let mut px = [0f32; 64];
-    for cy in (y0..y0 + b).step_by(8) {
-        for cx in (x0..x0 + b).step_by(8) {
-            let mut a = 0f32;
-            for j in 0..8 {
-                let o = (cy + j) * w + cx;
-                for i in 0..8 {
-                    px[j * 8 + i] = luma[o + i] - 128.0;
-                    a += res[o + i].abs();
-                }
-            }
-            cell_abs.push(a / 64.0);
-            let f = dct.forward(&px);
-            means.push(f[0] / 8.0);
-            for (k, &c) in f.iter().enumerate().skip(1) {
-                let uv = k / 8 + k % 8;
-                if uv <= 2 {
-                    low += c * c;
-                } else if uv >= 6 {
-                    high += c * c;
-                }
-            }
-            for (e, (t, inv)) in ela.iter_mut().zip(tables) {
-                let mut s = 0f32;
-                for k in 0..64 {
-                    let d = f[k] - t[k] * round_fast(f[k] * inv[k]);
-                    s += d * d;
-                }
-                *e += s;
-            }
+    let (mut sum, mut abs_res, mut clipped, mut inside) = (0f32, 0f32, 0u8, 0f32);
+    for j in 0..8 {
+        let o = (y0 + j) * w + x0;
+        let row = &luma[o..o + 8];
+        for i in 0..8 {
+            let l = row[i];
+            px[j * 8 + i] = l - 128.0;
+            sum += l;
+            clipped += u8::from(!(4.5..250.5).contains(&l));
+            abs_res += res[o + i].abs();
+        }
+        for i in 0..7 {
+            inside += (row[i + 1] - row[i]).abs();
         }
     }
-    let (mut structure, mut pairs) = (0f32, 0f32);
-    for j in 0..cells {
-        for i in 0..cells {
-            let m = means[j * cells + i];
-            if i + 1 < cells {
-                structure += (means[j * cells + i + 1] - m).powi(2);
-                pairs += 1.0;
-            }
-            if j + 1 < cells {
-                structure += (means[(j + 1) * cells + i] - m).powi(2);
-                pairs += 1.0;
-            }
+    for j in 0..7 {
+        for i in 0..8 {
+            inside += (px[(j + 1) * 8 + i] - px[j * 8 + i]).abs();
         }
     }
-    cell_abs.sort_by(f32::total_cmp);
-    let noise_floor = cell_abs[1.min(cell_abs.len() - 1)];
-    // blockiness: steps across x ≡ 7 | 8 (and y) against steps inside cells
-    let (mut across, mut inside, mut na, mut ni) = (0f32, 0f32, 0u32, 0u32);
-    for y in y0..y0 + b {
-        let row = &luma[y * w..(y + 1) * w];
-        for x in x0..(x0 + b).min(w - 1) {
-            let d = (row[x + 1] - row[x]).abs();
-            if x % 8 == 7 {
-                across += d;
-                na += 1;
-            } else {
-                inside += d;
-                ni += 1;
-            }
+    let (mut across, mut across_n) = (0f32, 0u8);
+    if x0 + 8 < w {
+        for j in 0..8 {
+            let o = (y0 + j) * w + x0 + 7;
+            across += (luma[o + 1] - luma[o]).abs();
+        }
+        across_n += 8;
+    }
+    if y0 + 8 < h {
+        let (a, b) = ((y0 + 7) * w + x0, (y0 + 8) * w + x0);
+        for i in 0..8 {
+            across += (luma[b + i] - luma[a + i]).abs();
+        }
+        across_n += 8;
+    }
+    let f = dct.forward(&px);
+    let mut high = 0f32;
+    for (k, &c) in f.iter().enumerate() {
+        if k / 8 + k % 8 >= 6 {
+            high += c * c;
         }
     }
-    for y in y0..(y0 + b).min(views.height - 1) {
-        for x in x0..x0 + b {
-            let d = (luma[(y + 1) * w + x] - luma[y * w + x]).abs();
-            if y % 8 == 7 {
-                across += d;
-                na += 1;
-            } else {
-                inside += d;
-                ni += 1;
-            }
+    let mut ela = [0f32; NQ];
+    for (e, (t, inv)) in ela.iter_mut().zip(tables) {
+        let mut s = 0f32;
+        for k in 0..64 {
+            let d = f[k] - t[k] * round_fast(f[k] * inv[k]);
+            s += d * d;
         }
+        *e = s;
     }
-    let blockiness = (across / na.max(1) as f32 + 0.1) / (inside / ni.max(1) as f32 + 0.1);
-    BlockStats {
-        mean: sum / n,
-        clipped: clipped as f32 / n,
-        noise,
-        noise_floor,
-        // less what pixel noise adds to differences of 64-pixel means (2σ²/64, with the
-        // median residual's robust level about 0.85 σ)
-        texture: (structure / pairs - (noise / 0.85).powi(2) / 32.0).max(0.0).sqrt(),
-        detail: (low / n).sqrt(),
-        high: (high / n).sqrt(),
-        ela: ela.map(|e| e / n),
-        blockiness,
+    CellStats {
+        mean: sum / 64.0,
+        residual: abs_res / 64.0,
+        structure: (f[1].abs() + f[8].abs()) / STRUCTURE_SCALE,
+        high,
+        ela,
+        clipped,
+        across,
+        across_n,
+        inside,
     }
 }
 
-/// The median bin of a histogram (interpolated within the bin).
-fn hist_median(hist: &[u32], total: u32) -> f32 {
-    let half = total as f32 / 2.0;
-    let mut acc = 0f32;
-    for (i, &c) in hist.iter().enumerate() {
-        let next = acc + c as f32;
-        if next >= half && c > 0 {
-            return i as f32 + (half - acc) / c as f32;
+/// Measure every `block`-pixel block of the window (`block` a multiple of 8, at least 16).
+pub fn measure(views: &Views, block: usize) -> BlockGrid {
+    assert!(block % 8 == 0 && block >= 16);
+    let cells = measure_cells(views);
+    let (cols, rows) = (views.width / block, views.height / block);
+    let k = block / 8;
+    let mut stats = Vec::with_capacity(cols * rows);
+    for by in 0..rows {
+        for bx in 0..cols {
+            let members: Vec<&CellStats> = (0..k * k)
+                .map(|i| &cells.stats[(by * k + i / k) * cells.cols + bx * k + i % k])
+                .collect();
+            stats.push(aggregate(&members, k));
         }
-        acc = next;
     }
-    hist.len() as f32
+    BlockGrid { block, cols, rows, stats, cells }
+}
+
+/// Combine the `k × k` cells of a block (row-major).
+fn aggregate(cells: &[&CellStats], k: usize) -> BlockStats {
+    let n = (cells.len() * 64) as f32;
+    let mean = cells.iter().map(|c| c.mean).sum::<f32>() / cells.len() as f32;
+    let clipped = cells.iter().map(|c| f32::from(c.clipped)).sum::<f32>() / n;
+    let mut res: Vec<f32> = cells.iter().map(|c| c.residual).collect();
+    res.sort_by(f32::total_cmp);
+    let m = res.len();
+    let median = if m % 2 == 0 { 0.5 * (res[m / 2 - 1] + res[m / 2]) } else { res[m / 2] };
+    // mean |r| = 0.798 σ and 1.4826 × median |r| = σ for Gaussian residuals
+    let noise = median / 0.7979;
+    let noise_floor = res[1.min(m - 1)];
+    let (mut structure, mut pairs) = (0f32, 0f32);
+    for j in 0..k {
+        for i in 0..k {
+            let c = cells[j * k + i].mean;
+            if i + 1 < k {
+                structure += (cells[j * k + i + 1].mean - c).powi(2);
+                pairs += 1.0;
+            }
+            if j + 1 < k {
+                structure += (cells[(j + 1) * k + i].mean - c).powi(2);
+                pairs += 1.0;
+            }
+        }
+    }
+    // less what pixel noise adds to differences of 64-pixel means (2σ²/64)
+    let texture = (structure / pairs - noise.powi(2) / 32.0).max(0.0).sqrt();
+    let high = (cells.iter().map(|c| c.high).sum::<f32>() / n).sqrt();
+    let mut ela = [0f32; NQ];
+    for c in cells {
+        for (e, v) in ela.iter_mut().zip(c.ela) {
+            *e += v;
+        }
+    }
+    let (across, across_n) = cells.iter().fold((0f32, 0f32), |(s, n), c| (s + c.across, n + f32::from(c.across_n)));
+    let inside = cells.iter().map(|c| c.inside).sum::<f32>() / (cells.len() * 112) as f32;
+    let blockiness = (across / across_n.max(1.0) + 0.1) / (inside + 0.1);
+    BlockStats { mean, clipped, noise, noise_floor, texture, high, ela: ela.map(|e| e / n), blockiness }
 }

@@ -1,6 +1,7 @@
 //! Colour statistics of the window (saturation and hue distributions, colourfulness) and the
 //! texture of skin-tone regions.
 
+use super::blocks::Cells;
 use crate::forensics::views::Views;
 
 /// Global colour statistics.
@@ -20,16 +21,21 @@ pub struct ColourStats {
     pub dark_saturation: f32,
 }
 
-/// Measure the colour statistics on every second pixel of every second row.
+/// Sampling step of the colour statistics in both directions (a 16th of the pixels).
+const COLOUR_STEP: usize = 4;
+
+/// Measure the colour statistics on every fourth pixel of every fourth row.
 pub fn colour_stats(views: &Views) -> ColourStats {
+    let raw = views.image.as_raw();
     let mut sat_hist = [0u32; 101];
     let mut hue = [0f64; 36];
     let (mut n, mut sat_sum, mut vivid) = (0u32, 0f64, 0u32);
     let (mut dark_n, mut dark_sat) = (0u32, 0f64);
     let (mut rg_s, mut rg_ss, mut yb_s, mut yb_ss, mut m) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for y in (0..views.height).step_by(2) {
-        for x in (0..views.width).step_by(2) {
-            let p = views.image.get_pixel(x as u32, y as u32).0;
+    for y in (0..views.height).step_by(COLOUR_STEP) {
+        for x in (0..views.width).step_by(COLOUR_STEP) {
+            let o = 3 * (y * views.width + x);
+            let p = &raw[o..o + 3];
             let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
             let rg = (r - g) as f64;
             let yb = (0.5 * (r + g) - b) as f64;
@@ -79,7 +85,7 @@ pub fn colour_stats(views: &Views) -> ColourStats {
     let hue_total: f64 = hue.iter().sum();
     let hue_entropy = if hue_total > 0.0 {
         let h: f64 = hue.iter().filter(|&&c| c > 0.0).map(|&c| -(c / hue_total) * (c / hue_total).ln()).sum();
-        (h / 36f64.ln()) as f32
+        (h / 36f64.ln()).max(0.0) as f32
     } else {
         0.0
     };
@@ -132,65 +138,44 @@ pub fn is_skin(r: u8, g: u8, b: u8) -> bool {
     (60.0..=235.0).contains(&y) && (77.0..=127.0).contains(&cb) && (135.0..=173.0).contains(&cr) && r > g
 }
 
-/// Structure of a cell at the 4-px scale (differences of its quadrant means), where pixel
-/// noise averages out: separates smooth shading from edges and texture.
-fn structure(luma: &[f32], w: usize, x0: usize, y0: usize) -> f32 {
-    let mut q = [0f32; 4];
-    for j in 0..8 {
-        for i in 0..8 {
-            q[(j / 4) * 2 + i / 4] += luma[(y0 + j) * w + x0 + i];
-        }
-    }
-    ((q[0] + q[1] - q[2] - q[3]).abs() + (q[0] + q[2] - q[1] - q[3]).abs()) / 32.0
-}
-
 /// Structure below which a cell counts as smooth whatever the skin cells show.
 const SMOOTH_STRUCTURE: f32 = 2.0;
 
-/// Skin statistics over 8×8 cells: a cell is skin when ≥ 90 % of its pixels are (every
-/// second pixel of every second row is tested); the reference is non-skin cells with no
-/// more structure than three quarters of the skin cells.
-pub fn skin_stats(views: &Views) -> SkinStats {
-    let (cols, rows) = (views.width / 8, views.height / 8);
+/// Skin statistics over the window's 8×8 cells: a cell is skin when at least 15 of 16 sampled
+/// pixels (every second pixel of every second row) are; the reference is non-skin cells with
+/// no more structure than three quarters of the skin cells (or [`SMOOTH_STRUCTURE`]).
+pub fn skin_stats(views: &Views, cells: &Cells) -> SkinStats {
+    let raw = views.image.as_raw();
     let w = views.width;
     let mut skin = Vec::new();
     let mut other = Vec::new();
-    let mut texture_skin = Vec::new();
-    for cy in 0..rows {
-        for cx in 0..cols {
+    let mut structure_skin = Vec::new();
+    for cy in 0..cells.rows {
+        for cx in 0..cells.cols {
             let mut count = 0u32;
             for j in (0..8).step_by(2) {
+                let row = (cy * 8 + j) * w + cx * 8;
                 for i in (0..8).step_by(2) {
-                    let p = views.image.get_pixel((cx * 8 + i) as u32, (cy * 8 + j) as u32).0;
+                    let p = &raw[3 * (row + i)..3 * (row + i) + 3];
                     count += u32::from(is_skin(p[0], p[1], p[2]));
                 }
             }
-            if count != 0 && count < 15 {
-                continue;
-            }
-            let mut res = 0f32;
-            for j in 0..8 {
-                let row = (cy * 8 + j) * w + cx * 8;
-                res += views.residual.data[row..row + 8].iter().map(|r| r.abs()).sum::<f32>();
-            }
-            let (res, grad) = (res / 64.0, structure(&views.luma.data, w, cx * 8, cy * 8));
+            let c = &cells.stats[cy * cells.cols + cx];
             if count >= 15 {
-                skin.push(res);
-                texture_skin.push(grad);
-            } else {
-                other.push((grad, res));
+                skin.push(c.residual);
+                structure_skin.push(c.structure);
+            } else if count == 0 {
+                other.push((c.structure, c.residual));
             }
         }
     }
-    let cells = (cols * rows).max(1) as f32;
-    let coverage = skin.len() as f32 / cells;
+    let coverage = skin.len() as f32 / (cells.cols * cells.rows).max(1) as f32;
     if skin.len() < MIN_SKIN_CELLS {
         return SkinStats { coverage, ..Default::default() };
     }
     let skin_noise = median_f32(&mut skin);
-    let mut tex = texture_skin;
-    tex.sort_by(f32::total_cmp);
-    let limit = tex[tex.len() * 3 / 4].max(SMOOTH_STRUCTURE);
+    structure_skin.sort_by(f32::total_cmp);
+    let limit = structure_skin[structure_skin.len() * 3 / 4].max(SMOOTH_STRUCTURE);
     let mut reference: Vec<f32> = other.iter().filter(|(g, _)| *g <= limit).map(|(_, r)| *r).collect();
     if reference.len() < MIN_SKIN_CELLS {
         return SkinStats { coverage, skin_noise, ..Default::default() };

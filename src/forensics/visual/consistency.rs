@@ -9,7 +9,7 @@ use super::blocks::{BlockGrid, BlockStats};
 /// Blocks with more clipped pixels than this share carry no noise or error level.
 pub const MAX_CLIPPED: f32 = 0.25;
 
-/// One statistic regressed on texture and brightness (see [`Design`]).
+/// One statistic regressed on texture and brightness.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Regression {
     /// Robust z-score of each block's residual; NaN for blocks left out (clipped).
@@ -18,25 +18,15 @@ pub struct Regression {
     pub scale: f32,
 }
 
-/// What a statistic is regressed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Design {
-    /// `[1, ln texture, brightness, brightness²]`: structure beyond noise and brightness, for
-    /// the spreads (noise itself must not explain noise away).
-    Texture,
-    /// Also `ln detail` (8-px detail, noise included): for localisation, where a block is
-    /// compared with blocks of the same detail.
-    TextureAndDetail,
-}
-
-/// Robust z-scores of one statistic after regression on texture, detail and brightness;
-/// NaN for blocks left out (clipped).
+/// Robust z-scores of one statistic after regression on texture and brightness; NaN for
+/// blocks left out (clipped).
 pub fn regress_z(grid: &BlockGrid, value: impl Fn(&BlockStats) -> f32) -> Vec<f32> {
-    regress(grid, value, Design::TextureAndDetail).z
+    regress(grid, value).z
 }
 
-/// Regress one statistic on the chosen design with Huber weights (IRLS).
-pub fn regress(grid: &BlockGrid, value: impl Fn(&BlockStats) -> f32, design: Design) -> Regression {
+/// Regress one statistic on `[1, ln texture, brightness, brightness²]` (texture beyond
+/// noise, so that noise does not explain noise away) with Huber weights (IRLS).
+pub fn regress(grid: &BlockGrid, value: impl Fn(&BlockStats) -> f32) -> Regression {
     let valid: Vec<usize> = (0..grid.stats.len()).filter(|&i| grid.stats[i].clipped <= MAX_CLIPPED).collect();
     let mut z = vec![f32::NAN; grid.stats.len()];
     if valid.len() < 8 {
@@ -45,10 +35,7 @@ pub fn regress(grid: &BlockGrid, value: impl Fn(&BlockStats) -> f32, design: Des
     let row = |s: &BlockStats| {
         let t = (s.texture + 0.1).ln() as f64;
         let l = s.mean as f64 / 255.0;
-        match design {
-            Design::Texture => vec![1.0, t, l, l * l],
-            Design::TextureAndDetail => vec![1.0, t, (s.detail + 0.1).ln() as f64, l, l * l],
-        }
+        vec![1.0, t, l, l * l]
     };
     let xs: Vec<Vec<f64>> = valid.iter().map(|&i| row(&grid.stats[i])).collect();
     let ys: Vec<f64> = valid.iter().map(|&i| value(&grid.stats[i]) as f64).collect();

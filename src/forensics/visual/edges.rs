@@ -49,7 +49,7 @@ fn nearest(m: &[f32], w: usize, x: f32, y: f32) -> f32 {
 }
 
 /// Largest side of the centre region whose edges are profiled (bounds the time on 4 MP windows).
-pub const EDGE_REGION: usize = 1024;
+pub const EDGE_REGION: usize = 768;
 
 /// Measure the strong-edge profiles of the window's luminance (its centre, at most
 /// [`EDGE_REGION`] pixels a side).
@@ -67,17 +67,19 @@ pub fn edge_stats_of(l: &Plane) -> EdgeStats {
         return EdgeStats::default();
     }
     // Sobel magnitude and its 98th percentile
+    let sobel = |x: usize, y: usize| {
+        let (a, b, c) = (&l.data[(y - 1) * w..y * w], &l.data[y * w..(y + 1) * w], &l.data[(y + 1) * w..(y + 2) * w]);
+        let gx = a[x + 1] + 2.0 * b[x + 1] + c[x + 1] - a[x - 1] - 2.0 * b[x - 1] - c[x - 1];
+        let gy = c[x - 1] + 2.0 * c[x] + c[x + 1] - a[x - 1] - 2.0 * a[x] - a[x + 1];
+        (gx, gy)
+    };
     let mut mag = vec![0f32; w * h];
-    let mut grads = vec![(0f32, 0f32); w * h];
     let mut hist = vec![0u32; 513];
     for y in 1..h - 1 {
         for x in 1..w - 1 {
-            let at = |dx: isize, dy: isize| l.data[(y as isize + dy) as usize * w + (x as isize + dx) as usize];
-            let gx = at(1, -1) + 2.0 * at(1, 0) + at(1, 1) - at(-1, -1) - 2.0 * at(-1, 0) - at(-1, 1);
-            let gy = at(-1, 1) + 2.0 * at(0, 1) + at(1, 1) - at(-1, -1) - 2.0 * at(0, -1) - at(1, -1);
+            let (gx, gy) = sobel(x, y);
             let m = (gx * gx + gy * gy).sqrt() / 4.0;
             mag[y * w + x] = m;
-            grads[y * w + x] = (gx, gy);
             hist[((m * 2.0) as usize).min(512)] += 1;
         }
     }
@@ -99,7 +101,7 @@ pub fn edge_stats_of(l: &Plane) -> EdgeStats {
             if m < threshold {
                 continue;
             }
-            let (gx, gy) = grads[y * w + x];
+            let (gx, gy) = sobel(x, y);
             let (dx, dy) = ((gx / (m * 4.0)).round() as isize, (gy / (m * 4.0)).round() as isize);
             let fwd = mag[(y as isize + dy) as usize * w + (x as isize + dx) as usize];
             let back = mag[(y as isize - dy) as usize * w + (x as isize - dx) as usize];
@@ -113,7 +115,7 @@ pub fn edge_stats_of(l: &Plane) -> EdgeStats {
     let mut continuity = vec![];
     let mut prof = [0f32; (2 * REACH + 1) as usize];
     for &(x, y) in candidates.iter().step_by(stride) {
-        let (gx, gy) = grads[y * w + x];
+        let (gx, gy) = sobel(x, y);
         let norm = (gx * gx + gy * gy).sqrt();
         let (nx, ny) = (gx / norm, gy / norm);
         for (k, v) in prof.iter_mut().enumerate() {

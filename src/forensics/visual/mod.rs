@@ -13,7 +13,6 @@ use super::report::Flag;
 use super::views::{Heatmap, PixelFinding, Views, MIN_SIDE};
 use blocks::{BlockGrid, BlockStats};
 use colour::{ColourStats, SkinStats};
-use consistency::Design;
 use edges::EdgeStats;
 
 /// Block side of the statistics and of the heatmap, in pixels (four JPEG cells a side).
@@ -100,10 +99,10 @@ pub fn ela_quality(jpeg_quality: Option<u8>) -> u8 {
 pub fn measure(views: &Views) -> Measurements {
     let grid = blocks::measure(views, BLOCK);
     let valid_blocks = grid.stats.iter().filter(|s| s.clipped <= consistency::MAX_CLIPPED).count();
-    let noise_spread = consistency::regress(&grid, |s| (s.noise_floor + 0.05).ln(), Design::Texture).scale;
+    let noise_spread = consistency::regress(&grid, |s| (s.noise_floor + 0.05).ln()).scale;
     let ela_quality = ela_quality(views.jpeg_quality);
     let qi = blocks::ELA_QUALITIES.iter().position(|&q| q == ela_quality).unwrap_or(2);
-    let ela_spread = consistency::regress(&grid, |s| (s.ela[qi] + 0.01).ln(), Design::Texture).scale;
+    let ela_spread = consistency::regress(&grid, |s| (s.ela[qi] + 0.01).ln()).scale;
     let smoothed: Vec<Vec<f32>> = LOCAL_FEATURES
         .iter()
         .map(|f| consistency::smooth3(&consistency::regress_z(&grid, f), grid.cols, grid.rows))
@@ -119,7 +118,7 @@ pub fn measure(views: &Views) -> Measurements {
         anomaly_blocks,
         anomaly_peak,
         colour: colour::colour_stats(views),
-        skin: colour::skin_stats(views),
+        skin: colour::skin_stats(views, &grid.cells),
         edges: edges::edge_stats(views),
         grid,
     }
@@ -190,23 +189,23 @@ fn by_quality(quality: Option<u8>, at60: f64, at75: f64, at90: f64) -> f64 {
 }
 
 /// Noise-spread term: log-odds per natural-log unit of spread at qualities 60, 75, ≥ 90.
-const NOISE_WEIGHT: [f64; 3] = [0.6, 0.8, 1.45];
+const NOISE_WEIGHT: [f64; 3] = [0.55, 0.6, 1.33];
 /// The log spread midway between the camera and generated classes at qualities 60, 75, ≥ 90.
-const NOISE_CENTRE: [f64; 3] = [-0.41, -0.47, -0.63];
+const NOISE_CENTRE: [f64; 3] = [-0.37, -0.455, -0.585];
 /// Error-level-spread term: log-odds per natural-log unit (stable across qualities).
-const ELA_WEIGHT: f64 = 1.35;
+const ELA_WEIGHT: f64 = 1.32;
 /// The log error-level spread midway between the classes at qualities 60, 75, ≥ 90.
-const ELA_CENTRE: [f64; 3] = [-1.49, -1.085, -0.84];
+const ELA_CENTRE: [f64; 3] = [-1.367, -0.891, -0.68];
 /// Log spread above its centre at which `noise_inconsistent` / `ela_inconsistent` is raised:
 /// the 95th percentile of camera photos at every quality measured.
-const SPREAD_FLAG: f64 = 0.35;
+const SPREAD_FLAG: f64 = 0.4;
 /// Cap on any continuous term, so that one statistic cannot decide alone.
 const TERM_CAP: f64 = 2.5;
 /// Colour terms (per colourfulness unit and per unit of hue entropy, half the fitted weights)
 /// and their centres.
-const COLOURFUL_WEIGHT: f64 = 0.0073;
+const COLOURFUL_WEIGHT: f64 = 0.007;
 const COLOURFUL_CENTRE: f64 = 48.0;
-const HUE_WEIGHT: f64 = 0.71;
+const HUE_WEIGHT: f64 = 0.75;
 const HUE_CENTRE: f64 = 0.47;
 /// Colour term at which `color_anomaly` is raised (≤ 2 % of camera photos).
 const COLOUR_FLAG: f64 = 0.35;
@@ -214,7 +213,7 @@ const COLOUR_FLAG: f64 = 0.35;
 const SKIN_RATIO_FLAG: f32 = -0.5;
 /// Smallest share of skin-toned cells for the skin finding.
 const SKIN_MIN_COVERAGE: f32 = 0.01;
-const SKIN_WEIGHT: f64 = 1.0;
+const SKIN_WEIGHT: f64 = 1.2;
 /// Added to both residual levels before their ratio, so that two clean renders compare sanely.
 const SKIN_NOISE_FLOOR: f32 = 0.05;
 /// A localised anomaly (splice-like) in the error and noise levels.
