@@ -95,7 +95,8 @@ fn assert_splice_on_top(bytes: &[u8], px: u32, py: u32, what: &str) {
 
 #[test]
 fn splice_into_a_canon_photo_is_the_top_region_as_jpeg_and_png() {
-    let (host, donor) = ("real/metadata-extractor/jpg/Canon PowerShot A720 IS.jpg", "ai/comfyui/flux/girl_in_field.png");
+    let (host, donor) =
+        ("real/metadata-extractor/jpg/Canon PowerShot A720 IS.jpg", "ai/comfyui/flux/girl_in_field.png");
     let (px, py) = (1203, 517);
     let comp = splice(host, donor, px, py);
     assert_splice_on_top(&encode_jpeg(&comp, 90), px, py, "Canon A720 + FLUX, JPEG q90");
@@ -104,7 +105,8 @@ fn splice_into_a_canon_photo_is_the_top_region_as_jpeg_and_png() {
 
 #[test]
 fn splice_into_a_samsung_photo_is_the_top_region_as_jpeg_and_png() {
-    let (host, donor) = ("real/metadata-extractor/jpg/Samsung SM-J327T1.jpg", "ai/comfyui/sdxl/sdxl_simple_example.png");
+    let (host, donor) =
+        ("real/metadata-extractor/jpg/Samsung SM-J327T1.jpg", "ai/comfyui/sdxl/sdxl_simple_example.png");
     let (px, py) = (701, 1150);
     let comp = splice(host, donor, px, py);
     assert_splice_on_top(&encode_jpeg(&comp, 90), px, py, "Samsung + SDXL, JPEG q90");
@@ -113,7 +115,8 @@ fn splice_into_a_samsung_photo_is_the_top_region_as_jpeg_and_png() {
 
 #[test]
 fn splice_into_a_canon_hdr_photo_is_the_top_region_as_jpeg_and_png() {
-    let (host, donor) = ("real/exif-samples/jpg/hdr/canon_hdr_NO.jpg", "ai/comfyui/z_image/z_image_turbo_example.png");
+    let (host, donor) =
+        ("real/exif-samples/jpg/hdr/canon_hdr_NO.jpg", "ai/comfyui/z_image/z_image_turbo_example.png");
     let (px, py) = (333, 245);
     let comp = splice(host, donor, px, py);
     assert_splice_on_top(&encode_jpeg(&comp, 90), px, py, "Canon HDR + Z-Image, JPEG q90");
@@ -141,7 +144,11 @@ fn abstains_on_a_quality_30_recompression() {
     assert_eq!(views.jpeg_quality, Some(30));
     let finding = visual::analyse(&views);
     assert!(finding.report.abstained);
-    assert!(finding.report.explanations[0].contains("compressed too hard"), "{:?}", finding.report.explanations);
+    assert!(
+        finding.report.explanations[0].contains("compressed too hard"),
+        "{:?}",
+        finding.report.explanations
+    );
     // the same photo at quality 90 is judged
     assert!(!visual::analyse(&views_of(&encode_jpeg(&photo, 90))).report.abstained);
 }
@@ -177,7 +184,12 @@ fn error_levels_are_low_where_the_picture_was_already_quantised() {
     // left half JPEG-compressed at quality 80 on the same 8×8 grid, right half never compressed
     let scene = noisy_scene(512, 512, |_, _| 4.0, 11);
     let once = decode(&encode_jpeg(&scene, 80), &DecodeLimits::default()).unwrap().rgb;
-    let mixed = RgbImage::from_fn(512, 512, |x, y| if x < 256 { *once.get_pixel(x, y) } else { *scene.get_pixel(x, y) });
+    let mixed =
+        RgbImage::from_fn(
+            512,
+            512,
+            |x, y| if x < 256 { *once.get_pixel(x, y) } else { *scene.get_pixel(x, y) },
+        );
     let views = views_of(&png(&mixed));
     let m = visual::measure(&views);
     assert_eq!(m.ela_quality, 80);
@@ -214,7 +226,8 @@ fn colour_statistics_separate_vivid_from_muted_pictures() {
         })
     });
     let muted = noisy_scene(512, 512, |_, _| 3.0, 3);
-    let (cv, cm) = (colour::colour_stats(&views_of(&png(&vivid))), colour::colour_stats(&views_of(&png(&muted))));
+    let (cv, cm) =
+        (colour::colour_stats(&views_of(&png(&vivid))), colour::colour_stats(&views_of(&png(&muted))));
     assert!(cv.mean_saturation > 0.9 && cm.mean_saturation < 0.2, "{cv:?} {cm:?}");
     assert!(cv.colourfulness > 100.0 && cm.colourfulness < 20.0, "{cv:?} {cm:?}");
     assert!(cv.hue_entropy > 0.9, "{cv:?}");
@@ -233,7 +246,8 @@ fn skin_smoothing_flags_plastic_skin_but_not_textured_skin() {
         RgbImage::from_fn(512, 512, |x, y| {
             let (dx, dy) = (x as f32 - 256.0, y as f32 - 256.0);
             let skin = dx * dx + dy * dy < 150.0 * 150.0;
-            let (base, sigma) = if skin { ([224.0, 172.0, 140.0], skin_sigma) } else { ([120.0, 122.0, 125.0], 4.0) };
+            let (base, sigma) =
+                if skin { ([224.0, 172.0, 140.0], skin_sigma) } else { ([120.0, 122.0, 125.0], 4.0) };
             let n = sigma * rng.gauss();
             Rgb(base.map(|b: f32| (b + n).round().clamp(0.0, 255.0) as u8))
         })
@@ -267,7 +281,16 @@ fn edge_profiles_measure_halo_ringing_and_roughness() {
         Plane { width: w, height: h, data }
     };
     let step = |d: i32| if d >= 0 { 180.0 } else { 60.0 };
-    let halo = |d: i32| step(d) + if d == 0 || d == 1 { 30.0 } else if d == -1 || d == -2 { -30.0 } else { 0.0 };
+    let halo = |d: i32| {
+        step(d)
+            + if d == 0 || d == 1 {
+                30.0
+            } else if d == -1 || d == -2 {
+                -30.0
+            } else {
+                0.0
+            }
+    };
     let clean = edges::edge_stats_of(&plane(&step, 0.0));
     let sharpened = edges::edge_stats_of(&plane(&halo, 0.0));
     let dissolving = edges::edge_stats_of(&plane(&step, 25.0));
@@ -291,82 +314,6 @@ fn heatmap_covers_the_window_in_32px_blocks() {
 }
 
 // ==== EXPERIMENTS (temporary) ====
-#[test]
-#[ignore]
-fn experiment_corpus_final() {
-    use tellscan::eval::transform::{normalize, perturb};
-    let labels = std::fs::read_to_string(shared("corpus/labels.csv")).unwrap();
-    let limits = DecodeLimits::default();
-    let mut out = vec!["path,label,variant,quality,noise_spread,ela_spread,anomaly,colourful,hue_ent,skin_cov,skin_ratio,ringing,rough,halo,cont,score,abstained,flags,ms".to_string()];
-    for line in labels.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let bytes = std::fs::read(shared(&format!("corpus/{}", f[0]))).unwrap();
-        let mut variants = vec![("raw", Some(bytes.clone()))];
-        let norm = normalize(&bytes, &limits).ok().flatten();
-        if let Some(n) = &norm {
-            for (name, st) in [("pert", "jpeg:75,resize:0.5"), ("j75", "jpeg:75"), ("j60", "jpeg:60")] {
-                variants.push((name, perturb(n, &st.parse().unwrap(), &limits).ok()));
-            }
-        }
-        variants.push(("norm", norm));
-        for (name, b) in variants {
-            let Some(b) = b else { continue };
-            let Ok(img) = decode(&b, &limits) else { continue };
-            let q = img.blocks.jpeg.as_ref().and_then(estimate_quality);
-            let v = Views::new(&img, q);
-            let t = std::time::Instant::now();
-            let finding = visual::analyse(&v);
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            let m = visual::measure(&v);
-            let sk = if m.skin.measured { ((m.skin.skin_noise + 0.05) / (m.skin.reference_noise + 0.05)).ln() } else { f32::NAN };
-            let flags: Vec<String> = finding.report.flags.iter().map(|f| format!("{f:?}")).collect();
-            out.push(format!("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1}", f[0].replace(',', ";"), f[1], name, q.map_or(0, u32::from),
-                m.noise_spread, m.ela_spread, m.anomaly_blocks, m.colour.colourfulness, m.colour.hue_entropy, m.skin.coverage, sk,
-                m.edges.ringing, m.edges.roughness, m.edges.halo, m.edges.continuity, finding.report.score, finding.report.abstained, flags.join(" "), ms));
-        }
-    }
-    std::fs::write("/tmp/vx/final.csv", out.join("\n")).unwrap();
-}
-
-#[test]
-#[ignore]
-fn experiment_splices() {
-    let labels = std::fs::read_to_string(shared("corpus/labels.csv")).unwrap();
-    let reals: Vec<String> = labels.lines().filter(|l| l.contains(",real,") && l.contains("jpg")).map(|l| l.split(',').next().unwrap().to_string()).collect();
-    let ais = ["ai/comfyui/flux/girl_in_field.png", "ai/comfyui/z_image/z_image_turbo_example.png",
-        "ai/comfyui/sdxl/sdxl_simple_example.png", "ai/comfyui/flux2/flux2_example.png", "ai/comfyui/chroma/fennec_girl_hug.png", "ai/comfyui/cosmos_predict2/cosmos_predict2_2b_t2i_example.png"];
-    let mut seed = 12345u64;
-    let mut rnd = |n: usize| { seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((seed >> 33) as usize) % n.max(1) };
-    let mut out = vec![];
-    for r in &reals {
-        let host = corpus_rgb(r);
-        if host.width().min(host.height()) < 1024 { continue; }
-        let (w, h) = (host.width() as usize, host.height() as usize);
-        let (ww, wh) = (w.min(2048), h.min(2048));
-        let (ox, oy) = ((w - ww) / 2 / 8 * 8, (h - wh) / 2 / 8 * 8);
-        for trial in 0..3 {
-            let ai = rnd(ais.len());
-            let (px, py) = ((ox + rnd(ww - 256)) as u32, (oy + rnd(wh - 256)) as u32);
-            let comp = splice(r, ais[ai], px, py);
-            for (kind, bytes) in [("jpg", encode_jpeg(&comp, 90)), ("png", png(&comp))] {
-                let views = views_of(&bytes);
-                let f = visual::analyse(&views);
-                let map = f.heatmap.unwrap();
-                let top = &map.top_regions(1, "visual")[0];
-                let (rx, ry) = (px - views.origin.0 as u32, py - views.origin.1 as u32);
-                let hit = top.x < rx + 256 && rx < top.x + top.width && top.y < ry + 256 && ry < top.y + top.height;
-                let local = f.report.explanations.iter().any(|e| e.contains("spliced"));
-                out.push(format!("SPLICE {kind} hit={hit} local={local} score={:.3} {r} {} trial{trial}", f.report.score, ais[ai]));
-            }
-        }
-        for (kind, bytes) in [("jpg", encode_jpeg(&host, 90)), ("png", png(&host))] {
-            let f = visual::analyse(&views_of(&bytes));
-            let local = f.report.explanations.iter().any(|e| e.contains("spliced"));
-            out.push(format!("CLEAN {kind} local={local} score={:.3} {r}", f.report.score));
-        }
-    }
-    std::fs::write("/tmp/vx/splices.txt", out.join("\n")).unwrap();
-}
 
 #[test]
 #[ignore]
@@ -387,7 +334,15 @@ fn experiment_timing() {
             let fnd = visual::analyse(&v);
             let t5 = t.elapsed().as_secs_f64() * 1e3;
             std::hint::black_box((&g, &c, &s, &e, &fnd));
-            eprintln!("{}x{} blocks {t1:.1} colour {:.1} skin {:.1} edges {:.1} analyse {:.1}", v.width, v.height, t2 - t1, t3 - t2, t4 - t3, t5 - t4);
+            eprintln!(
+                "{}x{} blocks {t1:.1} colour {:.1} skin {:.1} edges {:.1} analyse {:.1}",
+                v.width,
+                v.height,
+                t2 - t1,
+                t3 - t2,
+                t4 - t3,
+                t5 - t4
+            );
         }
     }
 }

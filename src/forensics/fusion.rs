@@ -65,8 +65,9 @@ pub struct FusionWeights {
 }
 
 impl FusionWeights {
-    /// Fusion v1: metadata and provenance evidence at face value. Their module scores are
-    /// already log-odds sums of documented findings, so a weight of 1 keeps them as they are.
+    /// Fusion v1: every module at weight 1. Each module's score is already a log-odds sum of
+    /// documented findings whose weights were set from the corpus (see each module's doc), so
+    /// weight 1 takes them at face value; the calibrated fit of `tellscan calibrate` replaces this.
     pub fn v1() -> Self {
         Self {
             bias: 0.0,

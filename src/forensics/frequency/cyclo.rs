@@ -79,7 +79,8 @@ pub struct TileGains {
 /// would otherwise be infinite.
 pub const MAX_GAIN: f64 = 9.21;
 
-/// Samples per axis above which groups of 8 rows are subsampled, down to 1 group in 8. A quarter of a million samples already pins the
+/// Samples per axis above which rows (horizontal model) and 16-pixel column blocks (vertical
+/// model) are subsampled, down to 1 in 8. A quarter of a million samples already pins the
 /// whole-window gains a hundred times below the camera photos' median (the chance gain of
 /// the extra parameters is about 3 / samples), and a 128-px tile keeps 2 000 or more.
 const TARGET_SAMPLES: usize = 1 << 18;
@@ -105,26 +106,28 @@ pub fn measure(luma: &Plane, tile: usize) -> TileGains {
         // phase (y mod 8) and lane
         let mut horizontal = vec![[[0f32; 8]; 10]; cols];
         let mut vertical = vec![[[[0f32; 8]; 10]; 8]; cols];
-        // rows are read in groups of 8 (every phase of the vertical model), `stride` apart
-        let groups: Vec<usize> = (0..h.div_ceil(8)).filter(|g| g % stride == 0).collect();
-        let tile_row = |g: usize| (g * 8 / tile).min(rows - 1);
-        let mut pending = 0;
-        for (i, &g) in groups.iter().enumerate() {
-            for y in (g * 8).max(2)..(g * 8 + 8).min(h - 2) {
-                let row = |r: usize| &luma.data[r * w..(r + 1) * w];
-                let (c, u1, d1, u2, d2) = (row(y), row(y - 1), row(y + 1), row(y - 2), row(y + 2));
+        for y in 2..h - 2 {
+            let row = |r: usize| &luma.data[r * w..(r + 1) * w];
+            let (c, u1, d1, u2, d2) = (row(y), row(y - 1), row(y + 1), row(y - 2), row(y + 2));
+            // horizontal model: every `stride`-th row; vertical model: every row, but only
+            // every `stride`-th block of 16 columns (a cache line), so that in both models
+            // each phase of a tile spans 16 lines of the tile
+            if y % stride == 0 {
                 for x0 in (0..w).step_by(8) {
-                    let tc = (x0 / tile).min(cols - 1);
-                    add_products(&mut horizontal[tc], &horizontal_chunk(c, x0));
-                    add_products(&mut vertical[tc][y % 8], &vertical_chunk([u2, u1, c, d1, d2], x0));
+                    add_products(&mut horizontal[(x0 / tile).min(cols - 1)], &horizontal_chunk(c, x0));
                 }
             }
-            pending += 8;
-            let next_elsewhere = groups.get(i + 1).is_none_or(|&n| tile_row(n) != tile_row(g));
-            if pending >= FLUSH_ROWS || next_elsewhere {
-                pending = 0;
+            for block in (0..w).step_by(16 * stride) {
+                for x0 in [block, block + 8].into_iter().filter(|&x| x < w) {
+                    let chunk = vertical_chunk([u2, u1, c, d1, d2], x0);
+                    add_products(&mut vertical[(x0 / tile).min(cols - 1)][y % 8], &chunk);
+                }
+            }
+            if y % FLUSH_ROWS == FLUSH_ROWS - 1 || y == h - 3 {
+                // tiles are a multiple of 16 rows, so the rows since the last flush share a tile
+                let tr = (y / tile).min(rows - 1);
                 for tc in 0..cols {
-                    let dst = &mut acc[tile_row(g) * cols + tc];
+                    let dst = &mut acc[tr * cols + tc];
                     for (k, lanes) in horizontal[tc].iter().enumerate() {
                         for (lane, &v) in lanes.iter().enumerate() {
                             dst[0][lane][k] += f64::from(v);
@@ -170,8 +173,8 @@ fn horizontal_chunk(row: &[f32], x0: usize) -> Chunk {
         let s = &row[x0 - 2..x0 + 10];
         for i in 0..8 {
             let f = features(s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4]);
-            for k in 0..4 {
-                out[k][i] = f[k];
+            for (column, v) in out.iter_mut().zip(f) {
+                column[i] = v;
             }
         }
     } else {
@@ -179,8 +182,8 @@ fn horizontal_chunk(row: &[f32], x0: usize) -> Chunk {
             let x = x0 + i;
             if x >= 2 && x + 2 < row.len() {
                 let f = features(row[x - 2], row[x - 1], row[x], row[x + 1], row[x + 2]);
-                for k in 0..4 {
-                    out[k][i] = f[k];
+                for (column, v) in out.iter_mut().zip(f) {
+                    column[i] = v;
                 }
             }
         }

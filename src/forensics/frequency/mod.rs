@@ -160,9 +160,9 @@ pub fn measure(views: &Views) -> Result<Measurements, Abstention> {
              fine periodic and high-frequency structure this module reads"
         )));
     }
-    // every fourth row is plenty for a mean
+    // every sixteenth row is plenty for a mean
     let (sum, count) =
-        views.residual.data.chunks(views.width).step_by(4).fold((0.0, 0usize), |(s, c), row| {
+        views.residual.data.chunks(views.width).step_by(16).fold((0.0, 0usize), |(s, c), row| {
             (s + row.iter().map(|v| f64::from(v.abs())).sum::<f64>(), c + row.len())
         });
     let residual_level = sum / count.max(1) as f64;
@@ -345,16 +345,18 @@ fn resampling(ev: &mut Evidence, g: &Gains) {
 /// Per-tile suspicion from the tile's local periodicity: its period-2 gain on a log scale, 0 at
 /// 0.02 (ten times the camera median) and 1 at 0.4 (clearly up-sampled), or its period-4
 /// excess over the JPEG grid on the scale of the score, whichever is larger; NaN where a tile
-/// is flat.
+/// is flat. A tile holds 16 lines per phase, where one strong edge can fake a phase effect
+/// along one axis, so each statistic is the smaller of its two axes (up-sampling acts on both).
 pub fn heatmap(t: &TileGains) -> Heatmap {
     let values = t
         .tiles
         .iter()
         .map(|g| {
-            let strength = resampling_strength(g);
-            if strength.is_finite() {
-                let graded = ramp(g.period2_mean().max(1e-9).ln(), 0.02f64.ln(), RESAMPLE_RAMP.1.ln());
-                graded.max(strength) as f32
+            let g2 = g.period2[0].min(g.period2[1]);
+            let e4 = g.period4_excess(0).min(g.period4_excess(1));
+            if g2.is_finite() && e4.is_finite() {
+                let graded = ramp(g2.max(1e-9).ln(), 0.02f64.ln(), RESAMPLE_RAMP.1.ln());
+                graded.max(ramp(e4, PERIOD4_RAMP.0, PERIOD4_RAMP.1)) as f32
             } else {
                 f32::NAN
             }

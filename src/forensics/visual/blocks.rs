@@ -95,6 +95,19 @@ fn round_fast(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// 1 for the high-frequency DCT coefficients (u + v ≥ 6), 0 elsewhere.
+const HIGH_MASK: [f32; 64] = {
+    let mut m = [0f32; 64];
+    let mut k = 0;
+    while k < 64 {
+        if k / 8 + k % 8 >= 6 {
+            m[k] = 1.0;
+        }
+        k += 1;
+    }
+    m
+};
+
 /// `|F(0,1)| + |F(1,0)|` over this gives 4g for a ramp of slope g (see [`CellStats::structure`]).
 const STRUCTURE_SCALE: f32 = 4.55;
 
@@ -119,30 +132,42 @@ pub fn measure_cells(views: &Views) -> Cells {
     Cells { cols, rows, stats }
 }
 
-fn measure_cell(views: &Views, x0: usize, y0: usize, dct: &Dct8, tables: &[([f32; 64], [f32; 64])]) -> CellStats {
+fn measure_cell(
+    views: &Views,
+    x0: usize,
+    y0: usize,
+    dct: &Dct8,
+    tables: &[([f32; 64], [f32; 64])],
+) -> CellStats {
     let (w, h) = (views.width, views.height);
     let (luma, res) = (&views.luma.data, &views.residual.data);
     let mut px = [0f32; 64];
-    let (mut sum, mut abs_res, mut clipped, mut inside) = (0f32, 0f32, 0u8, 0f32);
+    // per-lane accumulators (vectorisable): sum, |residual|, clipped, steps inside
+    let (mut sum, mut abs_res, mut clip, mut inside_v) = ([0f32; 8], [0f32; 8], [0f32; 8], [0f32; 8]);
+    let mut inside_h = 0f32;
     for j in 0..8 {
         let o = (y0 + j) * w + x0;
-        let row = &luma[o..o + 8];
+        let row: &[f32; 8] = luma[o..o + 8].try_into().expect("8 samples");
+        let rrow: &[f32; 8] = res[o..o + 8].try_into().expect("8 samples");
         for i in 0..8 {
             let l = row[i];
             px[j * 8 + i] = l - 128.0;
-            sum += l;
-            clipped += u8::from(!(4.5..250.5).contains(&l));
-            abs_res += res[o + i].abs();
+            sum[i] += l;
+            clip[i] += f32::from(u8::from(!(4.5..250.5).contains(&l)));
+            abs_res[i] += rrow[i].abs();
         }
         for i in 0..7 {
-            inside += (row[i + 1] - row[i]).abs();
+            inside_h += (row[i + 1] - row[i]).abs();
+        }
+        if j > 0 {
+            for i in 0..8 {
+                inside_v[i] += (px[j * 8 + i] - px[(j - 1) * 8 + i]).abs();
+            }
         }
     }
-    for j in 0..7 {
-        for i in 0..8 {
-            inside += (px[(j + 1) * 8 + i] - px[j * 8 + i]).abs();
-        }
-    }
+    let total = |v: [f32; 8]| v.iter().sum::<f32>();
+    let (sum, abs_res, clipped) = (total(sum), total(abs_res), total(clip) as u8);
+    let inside = inside_h + total(inside_v);
     let (mut across, mut across_n) = (0f32, 0u8);
     if x0 + 8 < w {
         for j in 0..8 {
@@ -159,20 +184,24 @@ fn measure_cell(views: &Views, x0: usize, y0: usize, dct: &Dct8, tables: &[([f32
         across_n += 8;
     }
     let f = dct.forward(&px);
-    let mut high = 0f32;
-    for (k, &c) in f.iter().enumerate() {
-        if k / 8 + k % 8 >= 6 {
-            high += c * c;
+    let mut high_acc = [0f32; 8];
+    for (fc, mc) in f.chunks_exact(8).zip(HIGH_MASK.chunks_exact(8)) {
+        for l in 0..8 {
+            high_acc[l] += fc[l] * fc[l] * mc[l];
         }
     }
+    let high: f32 = high_acc.iter().sum();
+    // eight partial sums, one per lane, so that the loop vectorises
     let mut ela = [0f32; NQ];
     for (e, (t, inv)) in ela.iter_mut().zip(tables) {
-        let mut s = 0f32;
-        for k in 0..64 {
-            let d = f[k] - t[k] * round_fast(f[k] * inv[k]);
-            s += d * d;
+        let mut acc = [0f32; 8];
+        for ((fc, tc), ic) in f.chunks_exact(8).zip(t.chunks_exact(8)).zip(inv.chunks_exact(8)) {
+            for l in 0..8 {
+                let d = fc[l] - tc[l] * round_fast(fc[l] * ic[l]);
+                acc[l] += d * d;
+            }
         }
-        *e = s;
+        *e = acc.iter().sum();
     }
     CellStats {
         mean: sum / 64.0,
@@ -196,9 +225,8 @@ pub fn measure(views: &Views, block: usize) -> BlockGrid {
     let mut stats = Vec::with_capacity(cols * rows);
     for by in 0..rows {
         for bx in 0..cols {
-            let members: Vec<&CellStats> = (0..k * k)
-                .map(|i| &cells.stats[(by * k + i / k) * cells.cols + bx * k + i % k])
-                .collect();
+            let members: Vec<&CellStats> =
+                (0..k * k).map(|i| &cells.stats[(by * k + i / k) * cells.cols + bx * k + i % k]).collect();
             stats.push(aggregate(&members, k));
         }
     }
@@ -240,7 +268,8 @@ fn aggregate(cells: &[&CellStats], k: usize) -> BlockStats {
             *e += v;
         }
     }
-    let (across, across_n) = cells.iter().fold((0f32, 0f32), |(s, n), c| (s + c.across, n + f32::from(c.across_n)));
+    let (across, across_n) =
+        cells.iter().fold((0f32, 0f32), |(s, n), c| (s + c.across, n + f32::from(c.across_n)));
     let inside = cells.iter().map(|c| c.inside).sum::<f32>() / (cells.len() * 112) as f32;
     let blockiness = (across / across_n.max(1.0) + 0.1) / (inside + 0.1);
     BlockStats { mean, clipped, noise, noise_floor, texture, high, ela: ela.map(|e| e / n), blockiness }

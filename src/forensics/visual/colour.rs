@@ -128,14 +128,21 @@ pub struct SkinStats {
 /// Minimum number of skin cells for the skin statistics to mean anything.
 pub const MIN_SKIN_CELLS: usize = 48;
 
-/// `true` for a skin-toned pixel: the Chai-Ngan YCbCr box, away from shadows and highlights.
+/// `true` for a skin-toned pixel: the Chai-Ngan YCbCr box (77 ≤ Cb ≤ 127, 135 ≤ Cr ≤ 173),
+/// with 60 ≤ Y ≤ 235 (away from shadows and highlights) and red above green; computed in
+/// fixed point (BT.601 coefficients × 10⁶).
 #[inline]
 pub fn is_skin(r: u8, g: u8, b: u8) -> bool {
-    let (r, g, b) = (f32::from(r), f32::from(g), f32::from(b));
-    let y = 0.299 * r + 0.587 * g + 0.114 * b;
-    let cb = 128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b;
-    let cr = 128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b;
-    (60.0..=235.0).contains(&y) && (77.0..=127.0).contains(&cb) && (135.0..=173.0).contains(&cr) && r > g
+    if r <= g {
+        return false;
+    }
+    let (r, g, b) = (i64::from(r), i64::from(g), i64::from(b));
+    let y = 299_000 * r + 587_000 * g + 114_000 * b;
+    let cb = -168_736 * r - 331_264 * g + 500_000 * b; // (Cb − 128) × 10⁶
+    let cr = 500_000 * r - 418_688 * g - 81_312 * b; // (Cr − 128) × 10⁶
+    (60_000_000..=235_000_000).contains(&y)
+        && (-51_000_000..=-1_000_000).contains(&cb)
+        && (7_000_000..=45_000_000).contains(&cr)
 }
 
 /// Structure below which a cell counts as smooth whatever the skin cells show.
@@ -153,9 +160,9 @@ pub fn skin_stats(views: &Views, cells: &Cells) -> SkinStats {
     for cy in 0..cells.rows {
         for cx in 0..cells.cols {
             let mut count = 0u32;
-            for j in (0..8).step_by(2) {
+            for j in [1, 3, 5, 7] {
                 let row = (cy * 8 + j) * w + cx * 8;
-                for i in (0..8).step_by(2) {
+                for i in [0, 2, 4, 6] {
                     let p = &raw[3 * (row + i)..3 * (row + i) + 3];
                     count += u32::from(is_skin(p[0], p[1], p[2]));
                 }

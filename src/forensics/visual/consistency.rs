@@ -35,24 +35,24 @@ pub fn regress(grid: &BlockGrid, value: impl Fn(&BlockStats) -> f32) -> Regressi
     let row = |s: &BlockStats| {
         let t = (s.texture + 0.1).ln() as f64;
         let l = s.mean as f64 / 255.0;
-        vec![1.0, t, l, l * l]
+        [1.0, t, l, l * l]
     };
-    let xs: Vec<Vec<f64>> = valid.iter().map(|&i| row(&grid.stats[i])).collect();
+    let xs: Vec<[f64; 4]> = valid.iter().map(|&i| row(&grid.stats[i])).collect();
     let ys: Vec<f64> = valid.iter().map(|&i| value(&grid.stats[i]) as f64).collect();
-    let k = xs[0].len();
-    let mut beta = vec![0f64; k];
+    let mut beta = [0f64; 4];
     beta[0] = median(&ys);
-    let mut scale = mad(&ys.iter().map(|y| y - beta[0]).collect::<Vec<_>>()).max(1e-3);
-    for _ in 0..6 {
+    let mut residuals: Vec<f64> = ys.iter().map(|y| y - beta[0]).collect();
+    let mut scale = mad(&mut residuals).max(1e-3);
+    for _ in 0..IRLS_ITERATIONS {
         // Huber weights from the current fit
-        let mut a = vec![vec![0f64; k]; k];
-        let mut b = vec![0f64; k];
+        let mut a = [[0f64; 4]; 4];
+        let mut b = [0f64; 4];
         for (x, &y) in xs.iter().zip(&ys) {
             let r = (y - dot(&beta, x)) / scale;
             let w = if r.abs() <= 1.5 { 1.0 } else { 1.5 / r.abs() };
-            for i in 0..k {
+            for i in 0..4 {
                 b[i] += w * x[i] * y;
-                for j in 0..k {
+                for j in 0..4 {
                     a[i][j] += w * x[i] * x[j];
                 }
             }
@@ -60,11 +60,13 @@ pub fn regress(grid: &BlockGrid, value: impl Fn(&BlockStats) -> f32) -> Regressi
         for (i, row) in a.iter_mut().enumerate() {
             row[i] += 1e-6 * (1.0 + row[i]);
         }
-        if let Some(inv) = invert(a) {
-            beta = inv.iter().map(|row| dot(row, &b)).collect();
+        if let Some(next) = solve4(a, b) {
+            beta = next;
         }
-        let res: Vec<f64> = xs.iter().zip(&ys).map(|(x, y)| y - dot(&beta, x)).collect();
-        scale = mad(&res).max(1e-3);
+        for (r, (x, y)) in residuals.iter_mut().zip(xs.iter().zip(&ys)) {
+            *r = y - dot(&beta, x);
+        }
+        scale = mad(&mut residuals.clone()).max(1e-3);
     }
     for (n, &i) in valid.iter().enumerate() {
         z[i] = ((ys[n] - dot(&beta, &xs[n])) / scale) as f32;
@@ -152,7 +154,10 @@ fn quad(m: &[Vec<f64>], v: &[f64]) -> f64 {
     s
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+/// Reweighting rounds of the robust regression.
+const IRLS_ITERATIONS: usize = 5;
+
+fn dot(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
@@ -166,14 +171,47 @@ pub fn median(v: &[f64]) -> f64 {
     *s.select_nth_unstable_by(mid, f64::total_cmp).1
 }
 
-/// 1.4826 × the median absolute value (the residuals are centred by the fit).
-fn mad(v: &[f64]) -> f64 {
-    1.4826 * median(&v.iter().map(|x| x.abs()).collect::<Vec<_>>())
+/// 1.4826 × the median absolute value (the residuals are centred by the fit); reorders `v`.
+fn mad(v: &mut [f64]) -> f64 {
+    for x in v.iter_mut() {
+        *x = x.abs();
+    }
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mid = v.len() / 2;
+    1.4826 * *v.select_nth_unstable_by(mid, f64::total_cmp).1
+}
+
+fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
+    for c in 0..4 {
+        let p = (c..4).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[p][c].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(c, p);
+        b.swap(c, p);
+        for r in c + 1..4 {
+            let k = a[r][c] / a[c][c];
+            let (pivot_rows, rest) = a.split_at_mut(r);
+            for (dst, src) in rest[0][c..].iter_mut().zip(&pivot_rows[c][c..]) {
+                *dst -= k * src;
+            }
+            b[r] -= k * b[c];
+        }
+    }
+    let mut x = [0f64; 4];
+    for c in (0..4).rev() {
+        let s: f64 = (c + 1..4).map(|j| a[c][j] * x[j]).sum();
+        x[c] = (b[c] - s) / a[c][c];
+    }
+    Some(x)
 }
 
 fn invert(mut a: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
     let n = a.len();
-    let mut inv: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect()).collect();
+    let mut inv: Vec<Vec<f64>> =
+        (0..n).map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect()).collect();
     for c in 0..n {
         let p = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
         if a[p][c].abs() < 1e-12 {

@@ -3,7 +3,6 @@
 
 use crate::forensics::views::{Plane, Views};
 
-
 /// Summary of the strong-edge profiles.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EdgeStats {
@@ -49,7 +48,7 @@ fn nearest(m: &[f32], w: usize, x: f32, y: f32) -> f32 {
 }
 
 /// Largest side of the centre region whose edges are profiled (bounds the time on 4 MP windows).
-pub const EDGE_REGION: usize = 768;
+pub const EDGE_REGION: usize = 512;
 
 /// Measure the strong-edge profiles of the window's luminance (its centre, at most
 /// [`EDGE_REGION`] pixels a side).
@@ -68,7 +67,8 @@ pub fn edge_stats_of(l: &Plane) -> EdgeStats {
     }
     // Sobel magnitude and its 98th percentile
     let sobel = |x: usize, y: usize| {
-        let (a, b, c) = (&l.data[(y - 1) * w..y * w], &l.data[y * w..(y + 1) * w], &l.data[(y + 1) * w..(y + 2) * w]);
+        let (a, b, c) =
+            (&l.data[(y - 1) * w..y * w], &l.data[y * w..(y + 1) * w], &l.data[(y + 1) * w..(y + 2) * w]);
         let gx = a[x + 1] + 2.0 * b[x + 1] + c[x + 1] - a[x - 1] - 2.0 * b[x - 1] - c[x - 1];
         let gy = c[x - 1] + 2.0 * c[x] + c[x + 1] - a[x - 1] - 2.0 * a[x] - a[x + 1];
         (gx, gy)
@@ -133,7 +133,9 @@ pub fn edge_stats_of(l: &Plane) -> EdgeStats {
         let over_hi = prof[c + 1..c + 5].iter().fold(f32::MIN, |a, &b| a.max(b)) - hi;
         let under_lo = lo - prof[c - 4..c].iter().fold(f32::MAX, |a, &b| a.min(b));
         halo.push((over_hi.max(0.0) + under_lo.max(0.0)) / contrast);
-        let tv = |s: &[f32]| s.windows(2).map(|p| (p[1] - p[0]).abs()).sum::<f32>() - (s[s.len() - 1] - s[0]).abs();
+        let tv = |s: &[f32]| {
+            s.windows(2).map(|p| (p[1] - p[0]).abs()).sum::<f32>() - (s[s.len() - 1] - s[0]).abs()
+        };
         ringing.push((tv(&prof[c + 2..]) + tv(&prof[..c - 1])) / contrast);
         let (a, b) = (lo + 0.1 * contrast, lo + 0.9 * contrast);
         width.push(prof.iter().filter(|&&v| v > a && v < b).count() as f32);
@@ -168,4 +170,3 @@ fn median(v: &mut [f32]) -> f32 {
     let mid = v.len() / 2;
     *v.select_nth_unstable_by(mid, f32::total_cmp).1
 }
-

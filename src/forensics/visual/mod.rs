@@ -8,6 +8,8 @@ pub mod consistency;
 pub mod dct;
 pub mod edges;
 
+use rayon::prelude::*;
+
 use super::evidence::Evidence;
 use super::report::Flag;
 use super::views::{Heatmap, PixelFinding, Views, MIN_SIDE};
@@ -104,7 +106,7 @@ pub fn measure(views: &Views) -> Measurements {
     let qi = blocks::ELA_QUALITIES.iter().position(|&q| q == ela_quality).unwrap_or(2);
     let ela_spread = consistency::regress(&grid, |s| (s.ela[qi] + 0.01).ln()).scale;
     let smoothed: Vec<Vec<f32>> = LOCAL_FEATURES
-        .iter()
+        .par_iter()
         .map(|f| consistency::smooth3(&consistency::regress_z(&grid, f), grid.cols, grid.rows))
         .collect();
     let distance = consistency::mahalanobis(&smoothed);
@@ -260,7 +262,11 @@ pub fn weigh(m: &Measurements, quality: Option<u8>) -> Evidence {
                 ),
             );
         } else {
-            ev.add(w, None, format!("error levels at JPEG quality {q}: spread {:.2} in log units", m.ela_spread));
+            ev.add(
+                w,
+                None,
+                format!("error levels at JPEG quality {q}: spread {:.2} in log units", m.ela_spread),
+            );
         }
     }
     if let (true, Some(peak)) = (m.anomaly_blocks >= LOCAL_MIN_BLOCKS, m.anomaly_peak) {
@@ -290,7 +296,11 @@ pub fn weigh(m: &Measurements, quality: Option<u8>) -> Evidence {
             ),
         );
     } else {
-        ev.add(colour_w, None, format!("colourfulness {:.0}, hue entropy {:.2}", c.colourfulness, c.hue_entropy));
+        ev.add(
+            colour_w,
+            None,
+            format!("colourfulness {:.0}, hue entropy {:.2}", c.colourfulness, c.hue_entropy),
+        );
     }
     let s = &m.skin;
     if s.measured && s.coverage >= SKIN_MIN_COVERAGE {
