@@ -312,37 +312,3 @@ fn heatmap_covers_the_window_in_32px_blocks() {
     assert!(!finding.report.abstained);
     assert!((0.0..=1.0).contains(&finding.report.score));
 }
-
-// ==== EXPERIMENTS (temporary) ====
-
-#[test]
-#[ignore]
-fn experiment_timing() {
-    for f in ["real/metadata-extractor/jpg/Samsung SM-J327T1.jpg", "ai/comfyui/flux/girl_in_field.png"] {
-        let bytes = std::fs::read(shared(&format!("corpus/{f}"))).unwrap();
-        let v = views_of(&bytes);
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let g = blocks::measure(&v, 32);
-            let t1 = t.elapsed().as_secs_f64() * 1e3;
-            let c = colour::colour_stats(&v);
-            let t2 = t.elapsed().as_secs_f64() * 1e3;
-            let s = colour::skin_stats(&v, &g.cells);
-            let t3 = t.elapsed().as_secs_f64() * 1e3;
-            let e = edges::edge_stats(&v);
-            let t4 = t.elapsed().as_secs_f64() * 1e3;
-            let fnd = visual::analyse(&v);
-            let t5 = t.elapsed().as_secs_f64() * 1e3;
-            std::hint::black_box((&g, &c, &s, &e, &fnd));
-            eprintln!(
-                "{}x{} blocks {t1:.1} colour {:.1} skin {:.1} edges {:.1} analyse {:.1}",
-                v.width,
-                v.height,
-                t2 - t1,
-                t3 - t2,
-                t4 - t3,
-                t5 - t4
-            );
-        }
-    }
-}

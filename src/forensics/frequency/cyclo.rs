@@ -85,9 +85,6 @@ pub const MAX_GAIN: f64 = 9.21;
 /// the extra parameters is about 3 / samples), and a 128-px tile keeps 2 000 or more.
 const TARGET_SAMPLES: usize = 1 << 18;
 
-/// Rows accumulated in f32 lanes before they are added to the f64 sums of their tile.
-const FLUSH_ROWS: usize = 16;
-
 /// Features of eight consecutive pixels: the target and the three zero-sum directions.
 type Chunk = [[f32; 8]; 4];
 
@@ -123,9 +120,9 @@ pub fn measure(luma: &Plane, tile: usize) -> TileGains {
                     add_products(&mut vertical[(x0 / tile).min(cols - 1)][y % 8], &chunk);
                 }
             }
-            if y % FLUSH_ROWS == FLUSH_ROWS - 1 || y == h - 3 {
-                // tiles are a multiple of 16 rows, so the rows since the last flush share a tile
-                let tr = (y / tile).min(rows - 1);
+            // a tile row's f32 sums (at most 2 × 128 rows of 16 chunks a lane) go to f64 at its end
+            let tr = (y / tile).min(rows - 1);
+            if y == h - 3 || ((y + 1) / tile).min(rows - 1) != tr {
                 for tc in 0..cols {
                     let dst = &mut acc[tr * cols + tc];
                     for (k, lanes) in horizontal[tc].iter().enumerate() {

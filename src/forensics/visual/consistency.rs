@@ -238,3 +238,62 @@ fn invert(mut a: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
     }
     Some(inv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::visual::blocks::Cells;
+
+    fn grid(stats: Vec<BlockStats>, cols: usize) -> BlockGrid {
+        let rows = stats.len() / cols;
+        BlockGrid { block: 32, cols, rows, stats, cells: Cells { cols: 0, rows: 0, stats: vec![] } }
+    }
+
+    #[test]
+    fn regression_removes_the_texture_trend_and_exposes_the_outlier() {
+        // value = 2 ln(texture) + small jitter; block 37 is 3 units off
+        let stats: Vec<BlockStats> = (0..100)
+            .map(|i| {
+                let texture = 1.0 + (i % 10) as f32;
+                let jitter = ((i * 7919) % 13) as f32 / 13.0 - 0.5;
+                let noise = 2.0 * (texture + 0.1).ln() + 0.1 * jitter + if i == 37 { 3.0 } else { 0.0 };
+                BlockStats { mean: 100.0 + (i / 10) as f32, texture, noise, ..Default::default() }
+            })
+            .collect();
+        let g = grid(stats, 10);
+        let r = regress(&g, |s| s.noise);
+        assert!(r.scale < 0.1, "{}", r.scale);
+        assert!(r.z[37] > 20.0, "{}", r.z[37]);
+        let others =
+            r.z.iter().enumerate().filter(|&(i, _)| i != 37).map(|(_, z)| z.abs()).fold(0f32, f32::max);
+        assert!(others < 3.0, "{others}");
+    }
+
+    #[test]
+    fn clipped_blocks_are_left_out() {
+        let mut stats = vec![BlockStats { texture: 1.0, noise: 1.0, ..Default::default() }; 20];
+        stats[3].clipped = 0.9;
+        let r = regress(&grid(stats, 5), |s| s.noise);
+        assert!(r.z[3].is_nan() && r.z[4].is_finite());
+    }
+
+    #[test]
+    fn smoothing_averages_finite_neighbours() {
+        let v = vec![1.0, 2.0, 3.0, f32::NAN];
+        let s = smooth3(&v, 2, 2);
+        assert_eq!(s[0], 2.0);
+        assert!(s[3].is_nan());
+    }
+
+    #[test]
+    fn mahalanobis_singles_out_a_joint_outlier() {
+        // two correlated components; one point breaks the correlation
+        let n = 200;
+        let a: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let mut b: Vec<f32> = a.iter().enumerate().map(|(i, x)| x + 0.05 * (i as f32 * 1.7).sin()).collect();
+        b[17] = -a[17] + 1.5;
+        let d = mahalanobis(&[a, b]);
+        let top = (0..n).max_by(|&i, &j| d[i].total_cmp(&d[j])).unwrap();
+        assert_eq!(top, 17);
+    }
+}

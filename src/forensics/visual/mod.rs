@@ -1,6 +1,83 @@
-//! Visual forensics: error levels, noise levels, colour, skin texture and edge profiles.
+//! Visual forensics: error levels, noise levels, colour, skin texture and edge profiles, with
+//! a per-block map of where the image departs from itself.
 //!
-//! (The method is documented in full once the weights are final.)
+//! # What is measured
+//!
+//! The window is cut into 8×8 cells on the JPEG grid ([`blocks`]); each cell gives its mean,
+//! mean absolute noise residual (`views.residual`), clipping, blocking steps, high-frequency
+//! energy, and its luminance DCT re-quantised with the IJG tables at qualities 60-95. The
+//! re-quantisation error is exactly the luminance error a JPEG re-save at that quality makes
+//! (error-level analysis without encoding a file, so it costs one DCT per cell and no codec).
+//! Cells are gathered into 32-px blocks ([`BLOCK`]), which give a robust noise level (median
+//! over cells), a noise floor (second-lowest cell), texture (differences of cell means, less
+//! what noise explains), error levels and blockiness.
+//!
+//! * **Noise and error-level consistency** ([`consistency`]). Each block statistic is
+//!   regressed (Huber IRLS) on texture and brightness: blocks are compared with blocks of
+//!   similar content, and signal-dependent noise is allowed for. The robust spread of the
+//!   residuals says how much the noise floor (`noise_spread`) and the error level at quality
+//!   80 (`ela_spread`; 70 when the file itself is near 80) vary beyond what content explains.
+//!   One camera capture has one noise process; generators leave some regions clean and others
+//!   detailed. These two spreads carry most of the module's evidence.
+//! * **Localisation.** The residual z-scores of eight block statistics (noise, noise floor,
+//!   high-frequency energy, error levels at 60/80/90/95, blockiness) are smoothed over 3×3
+//!   blocks (a pasted area is coherent, sampling noise is not) and combined into a robust
+//!   Mahalanobis distance from the image's own typical block. That distance is the heatmap
+//!   ([`heatmap`]): `1 − exp(−(d − 3)⁺ / 6)`. A connected group of at least
+//!   [`LOCAL_MIN_BLOCKS`] blocks above [`LOCAL_THRESHOLD`] is a localised anomaly (a splice
+//!   or a regenerated area).
+//! * **Colour** ([`colour`]): Hasler-Süsstrunk colourfulness and the entropy of the
+//!   saturation-weighted hue histogram (also saturation percentiles, kept for analysts).
+//! * **Skin** ([`colour::skin_stats`]): cells in the Chai-Ngan YCbCr skin box whose residual is
+//!   much lower than that of non-skin cells with no more structure ("plastic" skin).
+//! * **Edges** ([`edges`]): profiles across strong edges (halo, ringing, width, plateau
+//!   roughness, continuity along the edge).
+//!
+//! # Weights and where they come from
+//!
+//! All figures are from `../shared/corpus` (123 ai/partial, 76 real), measured with this
+//! module on the normalised set (centre 512² crop, JPEG q90) and on it after
+//! `jpeg:75,resize:0.5`, `jpeg:75` and `jpeg:60`; the raw files were used only to check false
+//! positives, because format alone separates them.
+//!
+//! * Noise and error-level spreads, colourfulness and hue entropy: a class-balanced logistic
+//!   regression (L2 0.05 on standardised features) on the normalised and normalised+perturbed
+//!   sets gave 1.33 and 1.32 log-odds per natural-log unit of spread, 0.0139 per colourfulness
+//!   unit and 1.5 per unit of hue entropy. Colour is content rather than process, and adding
+//!   it did not raise the AUC on held-out sources (leave one AI and one camera source out:
+//!   0.850 without, 0.846 with), so its weights are halved. Each term is centred on the
+//!   midpoint of the two classes' medians (which reproduces the fitted intercept within 0.1)
+//!   and capped at ±[`TERM_CAP`]. Fits on the `jpeg:75` and `jpeg:60` sets moved the centres
+//!   and lowered the noise weight (compression erases noise in flat areas of camera photos
+//!   too): [`by_quality`] interpolates between anchors at 60, 75 and ≥ 90.
+//! * Flags `noise_inconsistent` / `ela_inconsistent` fire at a spread [`SPREAD_FLAG`] above the
+//!   centre, the 95th percentile of camera photos at every quality measured; `color_anomaly`
+//!   at a colour term of 0.35 (≤ 2 % of camera photos).
+//! * `skin_smoothing` (+1.2): flagged on 58 of 611 generated and 3 of 340 camera images over
+//!   all variants (likelihood ratio ≈ 11, ln 2.4), halved for the small counts.
+//! * Localised anomaly (`ela_inconsistent`, +2.0): on 234 constructed splices (a 256² square
+//!   of a ComfyUI render pasted into camera photos ≥ 1024 px, saved as JPEG q90 or PNG) it
+//!   fired on 67 % (JPEG) and 90 % (PNG), against 1 of 39 clean re-saves and 2 of 76 raw camera
+//!   files (a trail camera's info strip, one HEIC): ratio ≈ 25 (ln 3.2), shrunk to 2.
+//! * `melting_edges` is a weightless note: no edge statistic separated the classes (AUC
+//!   0.47-0.55 for halo, ringing, roughness and continuity), so it moves no score.
+//!
+//! Measured (this module alone): ROC AUC 0.91 normalised, 0.91 normalised + `jpeg:75,
+//! resize:0.5`, 0.88 at `jpeg:75`, 0.82 at `jpeg:60`, 0.75-0.76 on the raw files; the
+//! splice's square is the heatmap's top block in 83 % of JPEG and 95 % of PNG composites.
+//!
+//! # Abstention
+//!
+//! Below [`MIN_SIDE`] px on the short side the block statistics have too few blocks to
+//! compare; at JPEG quality ≤ [`MIN_QUALITY`] quantisation has flattened the noise and error
+//! levels the module reads; with fewer than [`MIN_BLOCKS`] unclipped blocks there is nothing to
+//! compare. Each abstention says which.
+//!
+//! # Cost
+//!
+//! One 8×8 DCT and five re-quantisations per cell, in parallel over rows of cells; the colour
+//! statistics sample one pixel in 16, the edge profiles the centre 512² only. About 40 ms for
+//! a 4 MP window on one core in release.
 
 pub mod blocks;
 pub mod colour;
@@ -177,11 +254,11 @@ pub fn heatmap(m: &Measurements) -> Option<Heatmap> {
     Some(Heatmap { block: m.grid.block, cols: m.grid.cols, rows: m.grid.rows, values })
 }
 
-// ---- weights (log-odds) ----
+// ---- weights (log-odds; see the module documentation for where each comes from) ----
 
 /// A value interpolated over the JPEG quality between anchors at 60, 75 and ≥ 90 (lossless
 /// input counts as ≥ 90): the spreads' typical levels move as compression erases noise.
-fn by_quality(quality: Option<u8>, at60: f64, at75: f64, at90: f64) -> f64 {
+pub fn by_quality(quality: Option<u8>, at60: f64, at75: f64, at90: f64) -> f64 {
     let q = quality.map_or(90.0, f64::from).clamp(60.0, 90.0);
     if q >= 75.0 {
         at75 + (at90 - at75) * (q - 75.0) / 15.0
@@ -191,38 +268,43 @@ fn by_quality(quality: Option<u8>, at60: f64, at75: f64, at90: f64) -> f64 {
 }
 
 /// Noise-spread term: log-odds per natural-log unit of spread at qualities 60, 75, ≥ 90.
-const NOISE_WEIGHT: [f64; 3] = [0.55, 0.6, 1.33];
-/// The log spread midway between the camera and generated classes at qualities 60, 75, ≥ 90.
-const NOISE_CENTRE: [f64; 3] = [-0.37, -0.455, -0.585];
+pub const NOISE_WEIGHT: [f64; 3] = [0.55, 0.6, 1.33];
+/// The log noise spread midway between the camera and generated classes at qualities 60, 75,
+/// ≥ 90.
+pub const NOISE_CENTRE: [f64; 3] = [-0.37, -0.455, -0.585];
 /// Error-level-spread term: log-odds per natural-log unit (stable across qualities).
-const ELA_WEIGHT: f64 = 1.32;
+pub const ELA_WEIGHT: f64 = 1.32;
 /// The log error-level spread midway between the classes at qualities 60, 75, ≥ 90.
-const ELA_CENTRE: [f64; 3] = [-1.367, -0.891, -0.68];
+pub const ELA_CENTRE: [f64; 3] = [-1.367, -0.891, -0.68];
 /// Log spread above its centre at which `noise_inconsistent` / `ela_inconsistent` is raised:
 /// the 95th percentile of camera photos at every quality measured.
-const SPREAD_FLAG: f64 = 0.4;
+pub const SPREAD_FLAG: f64 = 0.4;
 /// Cap on any continuous term, so that one statistic cannot decide alone.
-const TERM_CAP: f64 = 2.5;
-/// Colour terms (per colourfulness unit and per unit of hue entropy, half the fitted weights)
-/// and their centres.
-const COLOURFUL_WEIGHT: f64 = 0.007;
-const COLOURFUL_CENTRE: f64 = 48.0;
-const HUE_WEIGHT: f64 = 0.75;
-const HUE_CENTRE: f64 = 0.47;
+pub const TERM_CAP: f64 = 2.5;
+/// Log-odds per unit of colourfulness (half the fitted weight).
+pub const COLOURFUL_WEIGHT: f64 = 0.007;
+/// Colourfulness midway between the classes' medians (camera 34, generated 62).
+pub const COLOURFUL_CENTRE: f64 = 48.0;
+/// Log-odds per unit of hue entropy (half the fitted weight).
+pub const HUE_WEIGHT: f64 = 0.75;
+/// Hue entropy midway between the classes' medians (camera 0.40, generated 0.54).
+pub const HUE_CENTRE: f64 = 0.47;
 /// Colour term at which `color_anomaly` is raised (≤ 2 % of camera photos).
-const COLOUR_FLAG: f64 = 0.35;
+pub const COLOUR_FLAG: f64 = 0.35;
 /// Skin smoother than comparable non-skin texture by this log ratio raises `skin_smoothing`.
-const SKIN_RATIO_FLAG: f32 = -0.5;
+pub const SKIN_RATIO_FLAG: f32 = -0.5;
 /// Smallest share of skin-toned cells for the skin finding.
-const SKIN_MIN_COVERAGE: f32 = 0.01;
-const SKIN_WEIGHT: f64 = 1.2;
+pub const SKIN_MIN_COVERAGE: f32 = 0.01;
+/// Log-odds of the `skin_smoothing` finding.
+pub const SKIN_WEIGHT: f64 = 1.2;
 /// Added to both residual levels before their ratio, so that two clean renders compare sanely.
-const SKIN_NOISE_FLOOR: f32 = 0.05;
-/// A localised anomaly (splice-like) in the error and noise levels.
-const LOCAL_WEIGHT: f64 = 2.0;
-/// Edge profiles: ringing and plateau roughness both beyond camera photos; a weightless note.
-const MELT_RINGING: f32 = 1.2;
-const MELT_ROUGHNESS: f32 = 0.25;
+pub const SKIN_NOISE_FLOOR: f32 = 0.05;
+/// Log-odds of a localised anomaly (splice-like) in the error and noise levels.
+pub const LOCAL_WEIGHT: f64 = 2.0;
+/// Median ringing (per edge contrast) beyond which edges may be "melting" (with roughness).
+pub const MELT_RINGING: f32 = 1.2;
+/// Median plateau roughness (per edge contrast) beyond which edges may be "melting".
+pub const MELT_ROUGHNESS: f32 = 0.25;
 
 /// Turn the measurements into log-odds findings; `quality` is the file's JPEG quality.
 pub fn weigh(m: &Measurements, quality: Option<u8>) -> Evidence {
@@ -351,4 +433,67 @@ pub fn analyse(views: &Views) -> PixelFinding {
     }
     let heatmap = heatmap(&m);
     PixelFinding { report: weigh(&m, views.jpeg_quality).into_report("no visual evidence"), heatmap }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_anchors_interpolate_and_clamp() {
+        assert_eq!(by_quality(None, 1.0, 2.0, 3.0), 3.0);
+        assert_eq!(by_quality(Some(98), 1.0, 2.0, 3.0), 3.0);
+        assert_eq!(by_quality(Some(75), 1.0, 2.0, 3.0), 2.0);
+        assert!((by_quality(Some(67), 1.0, 2.0, 3.0) - (1.0 + 7.0 / 15.0)).abs() < 1e-12);
+        assert_eq!(by_quality(Some(55), 1.0, 2.0, 3.0), 1.0);
+    }
+
+    #[test]
+    fn error_levels_avoid_the_files_own_quality() {
+        assert_eq!(ela_quality(None), 80);
+        assert_eq!(ela_quality(Some(90)), 80);
+        assert_eq!(ela_quality(Some(80)), 70);
+        assert!(blocks::ELA_QUALITIES.contains(&ela_quality(Some(80))));
+    }
+
+    #[test]
+    fn the_largest_hot_group_is_found_with_its_peak() {
+        let (cols, rows) = (10, 8);
+        let mut d = vec![1.0f32; cols * rows];
+        for (x, y) in [(1, 1), (2, 1), (2, 2), (7, 5), (7, 6), (8, 6), (8, 5)] {
+            d[y * cols + x] = 12.0;
+        }
+        d[6 * cols + 8] = 20.0;
+        d[0] = f32::NAN;
+        assert_eq!(largest_anomaly(&d, cols, rows), (4, Some(6 * cols + 8)));
+        assert_eq!(largest_anomaly(&[1.0; 4], 2, 2), (0, None));
+    }
+
+    #[test]
+    fn the_heatmap_is_monotonic_in_the_distance() {
+        let m = |d: Vec<f32>| Measurements {
+            grid: BlockGrid {
+                block: BLOCK,
+                cols: d.len(),
+                rows: 1,
+                stats: vec![],
+                cells: blocks::Cells { cols: 0, rows: 0, stats: vec![] },
+            },
+            valid_blocks: 0,
+            noise_spread: f32::NAN,
+            ela_quality: 80,
+            ela_spread: f32::NAN,
+            distance: d,
+            anomaly_blocks: 0,
+            anomaly_peak: None,
+            colour: ColourStats::default(),
+            skin: SkinStats::default(),
+            edges: EdgeStats::default(),
+        };
+        let map = heatmap(&m(vec![2.0, 5.0, 12.0, f32::NAN])).unwrap();
+        assert_eq!(map.values[0], 0.0);
+        assert!(map.values[1] < map.values[2] && map.values[2] < 1.0);
+        assert!(map.values[3].is_nan());
+        assert!(heatmap(&m(vec![f32::NAN; 3])).is_none());
+    }
 }
