@@ -153,6 +153,14 @@ fn abstains_on_a_quality_30_recompression() {
     assert!(!visual::analyse(&views_of(&encode_jpeg(&photo, 90))).report.abstained);
 }
 
+#[test]
+fn abstains_on_a_flat_picture() {
+    let flat = RgbImage::from_pixel(512, 512, Rgb([90, 120, 150]));
+    let finding = visual::analyse(&views_of(&png(&flat)));
+    assert!(finding.report.abstained);
+    assert!(finding.report.explanations[0].contains("flat"), "{:?}", finding.report.explanations);
+}
+
 // ---------------------------------------------------------------- statistics
 
 #[test]

@@ -146,7 +146,7 @@ pub fn is_skin(r: u8, g: u8, b: u8) -> bool {
 }
 
 /// Structure below which a cell counts as smooth whatever the skin cells show.
-const SMOOTH_STRUCTURE: f32 = 2.0;
+pub const SMOOTH_STRUCTURE: f32 = 2.0;
 
 /// Skin statistics over the window's 8×8 cells: a cell is skin when at least 15 of 16 sampled
 /// pixels (every second pixel of every second row) are; the reference is non-skin cells with

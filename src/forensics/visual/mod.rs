@@ -70,8 +70,9 @@
 //!
 //! Below [`MIN_SIDE`] px on the short side the block statistics have too few blocks to
 //! compare; at JPEG quality ≤ [`MIN_QUALITY`] quantisation has flattened the noise and error
-//! levels the module reads; with fewer than [`MIN_BLOCKS`] unclipped blocks there is nothing to
-//! compare. Each abstention says which.
+//! levels the module reads; with fewer than [`MIN_BLOCKS`] unclipped blocks, or with 90 % of
+//! the blocks flat (no noise, no texture), there is nothing to compare. Each abstention says
+//! which.
 //!
 //! # Cost
 //!
@@ -428,6 +429,20 @@ pub fn analyse(views: &Views) -> PixelFinding {
                 "too few unclipped {BLOCK}-px blocks for visual forensics ({} of {MIN_BLOCKS})",
                 m.valid_blocks
             )),
+            heatmap: None,
+        };
+    }
+    let flat = m
+        .grid
+        .stats
+        .iter()
+        .filter(|s| s.clipped <= consistency::MAX_CLIPPED && s.noise_floor < 0.02 && s.texture < 0.05)
+        .count();
+    if flat * 10 >= m.valid_blocks * 9 {
+        return PixelFinding {
+            report: super::report::ModuleReport::abstain(
+                "the image is flat: no noise or texture in at least 90 % of it for visual forensics to compare",
+            ),
             heatmap: None,
         };
     }
