@@ -3,6 +3,11 @@
 //! The detector is a plain library in [`forensics`]; the command-line tool in [`cli`]
 //! and (later) the HTTP service are thin layers over it.
 
+pub mod auth;
 pub mod cli;
+pub mod config;
 pub mod eval;
 pub mod forensics;
+pub mod http;
+pub mod quota;
+pub mod store;

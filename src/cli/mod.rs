@@ -1,7 +1,13 @@
-//! The command-line tool: argument parsing and the `detect` and `eval` commands.
+//! The command-line tool: argument parsing and the `detect`, `eval`, `serve`, `keys` and
+//! `openapi` commands.
 
 mod detect;
 mod eval;
+mod keys;
+mod serve;
+
+pub use keys::KeysCommand;
+pub use serve::StoreArgs;
 
 use std::path::PathBuf;
 
@@ -73,6 +79,30 @@ pub enum Command {
         #[arg(long)]
         perturb: Option<Perturbations>,
     },
+    /// Run the HTTP service (settings: config/default.toml, --config FILE, TELLSCAN_* variables).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; also TELLSCAN_ADDR).
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<std::net::SocketAddr>,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage API keys in the configured store.
+    Keys {
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The operation.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Write the OpenAPI document the server serves (to stdout, or to --out).
+    Openapi {
+        /// Output file (e.g. openapi/openapi.json).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -120,5 +150,15 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 limits: cli.limits(),
             },
         ),
+        Command::Serve { addr, store } => serve::run(store, *addr),
+        Command::Keys { store, command } => keys::run(store, command),
+        Command::Openapi { out } => {
+            let spec = crate::http::openapi_json();
+            match out {
+                Some(path) => std::fs::write(path, spec + "\n")?,
+                None => println!("{spec}"),
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     }
 }

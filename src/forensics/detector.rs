@@ -24,7 +24,7 @@ pub struct DetectorConfig {
 }
 
 /// Per-request facts that change how the evidence is read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct DetectOptions {
     /// The image came through a browser extension (usually re-encoded and resized).
     pub from_extension: bool,

@@ -3,6 +3,7 @@
 pub mod decode;
 mod detector;
 pub mod evidence;
+pub mod families;
 pub mod frequency;
 pub mod fusion;
 pub mod metadata;

@@ -1,0 +1,265 @@
+//! API keys: parsing ([`key`]), hashing, verification with a short-lived cache, and the
+//! management operations shared by the admin API and `tellscan keys`.
+//!
+//! argon2id costs tens of milliseconds per verification, so it runs once per presented key
+//! per cache period: a verified key is cached under the SHA-256 of the presented text (never
+//! the text itself). An id the store does not know is refused without running argon2, and a
+//! wrong secret is remembered for the same period so a client repeating it costs nothing.
+
+pub mod key;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use chrono::Utc;
+use prometheus_client::metrics::counter::Counter;
+use sha2::{Digest, Sha256};
+
+use crate::store::{SharedStore, StoreError};
+use key::{ApiKey, KeyFormatError, KeyId, KeyRecord, KeyState, Tier};
+
+/// Who is calling: the verified key's id and tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key id.
+    pub key_id: KeyId,
+    /// Its tier.
+    pub tier: Tier,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No `x-api-key` header.
+    #[error("the x-api-key header is missing")]
+    Missing,
+    /// Not shaped like a key.
+    #[error("the API key is malformed: {0}")]
+    Malformed(#[from] KeyFormatError),
+    /// Unknown id or wrong secret (the two are not told apart).
+    #[error("the API key is not valid")]
+    Invalid,
+    /// The key exists but is disabled.
+    #[error("the API key is disabled")]
+    Disabled,
+    /// The key was revoked.
+    #[error("the API key has been revoked")]
+    Revoked,
+    /// The key store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+enum Cached {
+    Valid(Principal),
+    Refused(KeyState),
+    WrongSecret,
+}
+
+/// Verifies presented keys and manages key records.
+pub struct KeyService {
+    store: SharedStore,
+    ttl: Duration,
+    cache: Mutex<HashMap<[u8; 32], (Instant, KeyId, Cached)>>,
+    argon2_runs: Counter,
+}
+
+/// The result of creating or rotating a key: the record and the plaintext shown once.
+#[derive(Debug)]
+pub struct IssuedKey {
+    /// What the store keeps.
+    pub record: KeyRecord,
+    /// The full key; give it to its owner and forget it.
+    pub key: ApiKey,
+}
+
+/// Entries above which expired cache entries are swept on insert.
+const CACHE_SWEEP_AT: usize = 10_000;
+
+impl KeyService {
+    /// A service over `store`, caching verifications for `ttl`.
+    pub fn new(store: SharedStore, ttl: Duration) -> KeyService {
+        KeyService { store, ttl, cache: Mutex::new(HashMap::new()), argon2_runs: Counter::default() }
+    }
+
+    /// The store the keys live in.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// How many argon2 verifications this service has run (a metric, and how tests prove that
+    /// unknown ids never reach argon2).
+    pub fn argon2_runs(&self) -> u64 {
+        self.argon2_runs.get()
+    }
+
+    /// The argon2 counter itself, for the metrics registry.
+    pub fn argon2_counter(&self) -> Counter {
+        self.argon2_runs.clone()
+    }
+
+    /// Verify the `x-api-key` header value.
+    pub async fn authenticate(&self, presented: Option<&str>) -> Result<Principal, AuthError> {
+        let presented = presented.map(str::trim).filter(|p| !p.is_empty()).ok_or(AuthError::Missing)?;
+        let fingerprint: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if let Some(cached) = self.cached(&fingerprint) {
+            return cached_outcome(cached);
+        }
+        let key = ApiKey::parse(presented)?;
+        let Some(record) = self.store.get_key(&key.id).await? else {
+            return Err(AuthError::Invalid);
+        };
+        let outcome = match record.state {
+            KeyState::Active => {
+                if self.verify_secret(&key, &record.secret_hash).await {
+                    Cached::Valid(Principal { key_id: record.id.clone(), tier: record.tier.clone() })
+                } else {
+                    Cached::WrongSecret
+                }
+            }
+            state => Cached::Refused(state),
+        };
+        if matches!(outcome, Cached::Valid(_)) {
+            // last use is recorded once per cache period, not per request
+            let mut touched = record.clone();
+            touched.last_used_at = Some(Utc::now());
+            if let Err(e) = self.store.put_key(&touched).await {
+                tracing::warn!(key_id = %record.id, "cannot record last use: {e}");
+            }
+        }
+        self.remember(fingerprint, record.id, outcome.clone());
+        cached_outcome(outcome)
+    }
+
+    async fn verify_secret(&self, key: &ApiKey, phc: &str) -> bool {
+        self.argon2_runs.inc();
+        let secret = key.secret().to_string();
+        let phc = phc.to_string();
+        // argon2 is tens of milliseconds of CPU: keep it off the async workers
+        tokio::task::spawn_blocking(move || {
+            Argon2::default().verify_password(secret.as_bytes(), phc.as_str()).is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    fn cached(&self, fingerprint: &[u8; 32]) -> Option<Cached> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(fingerprint).filter(|(at, _, _)| at.elapsed() < self.ttl).map(|(_, _, c)| c.clone())
+    }
+
+    fn remember(&self, fingerprint: [u8; 32], id: KeyId, outcome: Cached) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_SWEEP_AT {
+            let ttl = self.ttl;
+            cache.retain(|_, (at, _, _)| at.elapsed() < ttl);
+        }
+        cache.insert(fingerprint, (Instant::now(), id, outcome));
+    }
+
+    /// Forget every cached verification of `id`, so a change made here applies at once.
+    pub fn forget(&self, id: &KeyId) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (_, cached_id, _)| cached_id != id);
+    }
+
+    /// Create a key.
+    pub async fn create(&self, name: &str, tier: Tier) -> anyhow::Result<IssuedKey> {
+        let key = ApiKey::generate();
+        let record = KeyRecord {
+            id: key.id.clone(),
+            name: clean_name(name)?,
+            tier,
+            state: KeyState::Active,
+            secret_hash: hash_secret(&key).await?,
+            created_at: Utc::now(),
+            rotated_at: None,
+            last_used_at: None,
+        };
+        self.store.put_key(&record).await?;
+        Ok(IssuedKey { record, key })
+    }
+
+    /// Every key record.
+    pub async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.store.list_keys().await
+    }
+
+    /// One key record.
+    pub async fn get(&self, id: &KeyId) -> anyhow::Result<KeyRecord> {
+        self.store.get_key(id).await?.ok_or_else(|| anyhow::Error::new(UnknownKey(id.clone())))
+    }
+
+    /// Issue a new secret for `id`; the old one stops working at once here and within the
+    /// cache period on other replicas. Revoked keys cannot be rotated.
+    pub async fn rotate(&self, id: &KeyId) -> anyhow::Result<IssuedKey> {
+        let mut record = self.get(id).await?;
+        anyhow::ensure!(record.state != KeyState::Revoked, "key {id} is revoked and cannot be rotated");
+        let key = ApiKey::with_new_secret(id.clone());
+        record.secret_hash = hash_secret(&key).await?;
+        record.rotated_at = Some(Utc::now());
+        self.store.put_key(&record).await?;
+        self.forget(id);
+        Ok(IssuedKey { record, key })
+    }
+
+    /// Move a key to `state`. A revoked key stays revoked.
+    pub async fn set_state(&self, id: &KeyId, state: KeyState) -> anyhow::Result<KeyRecord> {
+        let mut record = self.get(id).await?;
+        anyhow::ensure!(
+            record.state != KeyState::Revoked || state == KeyState::Revoked,
+            "key {id} is revoked; revocation is final"
+        );
+        record.state = state;
+        self.store.put_key(&record).await?;
+        self.forget(id);
+        Ok(record)
+    }
+
+    /// Move a key to another (configured) tier.
+    pub async fn set_tier(&self, id: &KeyId, tier: Tier) -> anyhow::Result<KeyRecord> {
+        let mut record = self.get(id).await?;
+        record.tier = tier;
+        self.store.put_key(&record).await?;
+        self.forget(id);
+        Ok(record)
+    }
+}
+
+/// A key id the store does not hold.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no key with id {0}")]
+pub struct UnknownKey(pub KeyId);
+
+fn cached_outcome(cached: Cached) -> Result<Principal, AuthError> {
+    match cached {
+        Cached::Valid(p) => Ok(p),
+        Cached::Refused(KeyState::Revoked) => Err(AuthError::Revoked),
+        Cached::Refused(_) => Err(AuthError::Disabled),
+        Cached::WrongSecret => Err(AuthError::Invalid),
+    }
+}
+
+/// Key names are labels for humans: printable, at most 100 characters.
+fn clean_name(name: &str) -> anyhow::Result<String> {
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control),
+        "a key name is 1-100 printable characters"
+    );
+    Ok(name.to_string())
+}
+
+async fn hash_secret(key: &ApiKey) -> anyhow::Result<String> {
+    let secret = key.secret().to_string();
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(secret.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("cannot hash the key: {e}"))
+    })
+    .await?
+}

@@ -1,0 +1,151 @@
+//! The guard in front of every keyed route: verifies `x-api-key`, parses
+//! `x-detection-source`, bounds the request body while it streams in, and sets the quota
+//! headers on whatever the route answers (success, 4xx and 429 alike).
+//!
+//! Handlers behind it read the verified [`Principal`], the [`Source`] and the
+//! [`QuotaSlot`] from the request's data, so they never see an unchecked key or header.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use poem::http::header;
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+
+use super::errors::{error_response, ApiError};
+use super::{ratelimit, AppState};
+use crate::auth::AuthError;
+use crate::quota::{QuotaState, Source};
+
+/// Bytes a multipart body may carry beyond the image: boundaries, part headers, `model`.
+pub const MULTIPART_SLACK: u64 = 64 * 1024;
+
+/// Where a handler leaves the quota state its admission produced, for the headers.
+#[derive(Debug, Clone, Default)]
+pub struct QuotaSlot(Arc<Mutex<Option<QuotaState>>>);
+
+impl QuotaSlot {
+    /// Record the state after admission.
+    pub fn set(&self, state: QuotaState) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+    }
+
+    fn take(&self) -> Option<QuotaState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// How long verifying the key took, for the auth + quota latency metric.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthElapsed(pub Duration);
+
+/// The verified source of a request, also left on the response for the request metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceTag(pub Source);
+
+/// Wrap a route in the key guard (used as a poem-openapi `transform`).
+pub fn keyed<E: Endpoint>(inner: E) -> KeyGuard<E> {
+    KeyGuard { inner }
+}
+
+/// The guard endpoint.
+pub struct KeyGuard<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for KeyGuard<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let Some(state) = req.data::<Arc<AppState>>().cloned() else {
+            return Ok(ApiError::internal("application state missing").into_response());
+        };
+        let started = Instant::now();
+        let presented = req.header("x-api-key").map(str::to_string);
+        let principal = match state.keys.authenticate(presented.as_deref()).await {
+            Ok(p) => p,
+            Err(e) => return Ok(auth_error(e).into_response()),
+        };
+        let auth_elapsed = started.elapsed();
+        let slot = QuotaSlot::default();
+        let response = match Source::from_header(req.header("x-detection-source")) {
+            Err(e) => ApiError::bad_request("invalid_detection_source", e.to_string()).into_response(),
+            Ok(source) => {
+                req.extensions_mut().insert(principal.clone());
+                req.extensions_mut().insert(source);
+                req.extensions_mut().insert(slot.clone());
+                req.extensions_mut().insert(AuthElapsed(auth_elapsed));
+                let mut response = self.call_limited(req, &state).await;
+                response.extensions_mut().insert(SourceTag(source));
+                response
+            }
+        };
+        let mut response = response;
+        let quota = match slot.take() {
+            Some(q) => Some(q),
+            // no admission happened (validation failed, or a read-only route): report usage
+            None => state.quota.usage(&principal).await.ok().map(|(q, _)| q),
+        };
+        if let Some(q) = quota {
+            ratelimit::apply(response.headers_mut(), &q);
+        }
+        Ok(response)
+    }
+}
+
+impl<E: Endpoint> KeyGuard<E> {
+    /// Call the route with its body bounded: a declared length over the limit is refused
+    /// before anything is read, and a body that streams past it is cut off and answered 413.
+    async fn call_limited(&self, mut req: Request, state: &AppState) -> Response {
+        let max_image = state.settings.server.max_upload_bytes;
+        let limit = max_image + MULTIPART_SLACK;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return ApiError::too_large(max_image).into_response();
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&exceeded);
+        let mut seen = 0u64;
+        let limited = req.take_body().into_bytes_stream().map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > limit {
+                flag.store(true, Ordering::Release);
+                return Err(std::io::Error::other("request body exceeds the size limit"));
+            }
+            Ok(chunk)
+        });
+        req.set_body(Body::from_bytes_stream(limited));
+        let response = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => error_response(e),
+        };
+        if exceeded.load(Ordering::Acquire) && !response.status().is_success() {
+            return ApiError::too_large(max_image).into_response();
+        }
+        response
+    }
+}
+
+fn auth_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::Missing => {
+            ApiError::unauthorized("missing_api_key", "send your API key in the x-api-key header")
+        }
+        AuthError::Malformed(e) => {
+            ApiError::unauthorized("invalid_api_key", format!("the API key is malformed: {e}"))
+        }
+        AuthError::Invalid => ApiError::unauthorized("invalid_api_key", "the API key is not valid"),
+        AuthError::Disabled => ApiError::unauthorized("disabled_api_key", "the API key is disabled"),
+        AuthError::Revoked => ApiError::unauthorized("revoked_api_key", "the API key has been revoked"),
+        AuthError::Store(e) => {
+            tracing::warn!("key store error during authentication: {e}");
+            ApiError::unavailable("store_unavailable", "the key store cannot be reached; retry shortly", 5)
+        }
+    }
+}

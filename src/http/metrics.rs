@@ -1,0 +1,154 @@
+//! Prometheus metrics (OpenMetrics text at `GET /metrics`): requests by route, status and
+//! source; detection latency per module; time spent in auth + quota; quota decisions and
+//! store errors; queue depth; result-cache hits; argon2 verifications.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of the request counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route template (`/api/detect`), never the raw path.
+    pub route: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// `api`, `extension`, `extension-local`, `website`, or `none` before a key was verified.
+    pub source: String,
+}
+
+/// Labels of the per-module latency histogram.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabels {
+    /// Module name, or `total` for the whole detection.
+    pub module: String,
+}
+
+/// Labels of the quota decision counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `allow`, `deny` or `store_error`.
+    pub decision: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms … ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric of the service, registered once.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Detection latency in seconds, per module and in total.
+    pub detection_seconds: HistogramFamily<ModuleLabels>,
+    /// Seconds spent authenticating and admitting a request.
+    pub auth_quota_seconds: Histogram,
+    /// Quota decisions.
+    pub quota_decisions: Family<DecisionLabels, Counter>,
+    /// Detections waiting for a thread.
+    pub queue_depth: Gauge,
+    /// Detections running.
+    pub detections_running: Gauge,
+    /// Requests shed with 503 because the pool was full.
+    pub overloaded: Counter,
+    /// Reports served from the result cache.
+    pub cache_hits: Counter,
+}
+
+impl Metrics {
+    /// Register the metrics; `argon2_runs` is the key service's own counter.
+    pub fn new(argon2_runs: Counter) -> Metrics {
+        let mut registry = Registry::with_prefix("tellscan");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route, status and source",
+            requests.clone(),
+        );
+        let detection_seconds: HistogramFamily<ModuleLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "detection_seconds",
+            "Detection latency per forensic module (module=\"total\" for the whole detection)",
+            detection_seconds.clone(),
+        );
+        let auth_quota_seconds = latency_histogram();
+        registry.register(
+            "auth_quota_seconds",
+            "Time spent verifying the API key and admitting the request against its quotas",
+            auth_quota_seconds.clone(),
+        );
+        let quota_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "quota_decisions",
+            "Quota decisions: allow, deny, and store_error (store unreachable)",
+            quota_decisions.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "Detections waiting for a thread", queue_depth.clone());
+        let detections_running = Gauge::default();
+        registry.register("detections_running", "Detections running now", detections_running.clone());
+        let overloaded = Counter::default();
+        registry.register(
+            "overloaded",
+            "Requests shed with 503 because the detection pool was full",
+            overloaded.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "result_cache_hits",
+            "Detections answered from the result cache",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "argon2_verifications",
+            "argon2id verifications run (once per key per cache period)",
+            argon2_runs,
+        );
+        Metrics {
+            registry,
+            requests,
+            detection_seconds,
+            auth_quota_seconds,
+            quota_decisions,
+            queue_depth,
+            detections_running,
+            overloaded,
+            cache_hits,
+        }
+    }
+
+    /// Count one request.
+    pub fn request(&self, route: &str, status: u16, source: &str) {
+        self.requests
+            .get_or_create(&RequestLabels { route: route.to_string(), status, source: source.to_string() })
+            .inc();
+    }
+
+    /// Count one quota decision.
+    pub fn decision(&self, decision: &str) {
+        self.quota_decisions.get_or_create(&DecisionLabels { decision: decision.to_string() }).inc();
+    }
+
+    /// Record one module's latency in milliseconds.
+    pub fn module_latency(&self, module: &str, elapsed_ms: f64) {
+        self.detection_seconds
+            .get_or_create(&ModuleLabels { module: module.to_string() })
+            .observe(elapsed_ms / 1000.0);
+    }
+
+    /// The OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // writing to a String cannot fail
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,241 @@
+//! The HTTP service: a thin poem + poem-openapi layer over the detector, the key service and
+//! the quota gate. [`AppState::build`] wires the parts from the settings; [`app`] builds the
+//! routes (tests start it on a random loopback port); [`serve`] runs it until a signal.
+
+pub mod admin;
+pub mod api;
+pub mod cache;
+pub mod errors;
+pub mod guard;
+pub mod metrics;
+pub mod pool;
+pub mod ratelimit;
+pub mod report_schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::endpoint::make_sync;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
+use poem_openapi::OpenApiService;
+
+use crate::auth::KeyService;
+use crate::config::Settings;
+use crate::forensics::Detector;
+use crate::quota::QuotaGate;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
+use crate::store::SharedStore;
+use cache::ResultCache;
+use errors::error_response;
+use guard::SourceTag;
+use metrics::Metrics;
+use pool::DetectionPool;
+
+/// Everything a request needs, built once at start-up and shared.
+pub struct AppState {
+    /// The settings the service runs with.
+    pub settings: Settings,
+    /// The forensic detector.
+    pub detector: Arc<Detector>,
+    /// Keys and counters.
+    pub store: SharedStore,
+    /// Key verification and management.
+    pub keys: KeyService,
+    /// Quota admission.
+    pub quota: QuotaGate,
+    /// The detection threads.
+    pub pool: Arc<DetectionPool>,
+    /// Reports by image digest.
+    pub cache: ResultCache,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+/// Open the store the settings select.
+pub fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
+    Ok(match settings.store.redis_url() {
+        Some(url) => Arc::new(RedisStore::connect(
+            url,
+            settings.store.redis_pool_size,
+            Duration::from_millis(settings.store.redis_timeout_ms),
+        )?),
+        None => Arc::new(EmbeddedStore::open(&settings.server.data_dir)?),
+    })
+}
+
+impl AppState {
+    /// Build the state over an open store.
+    pub fn build(settings: Settings, store: SharedStore) -> anyhow::Result<Arc<AppState>> {
+        let detector = Arc::new(Detector::new(&settings.detector.detector_config())?);
+        let keys = KeyService::new(Arc::clone(&store), Duration::from_secs(settings.keys.cache_ttl_secs));
+        let metrics = Metrics::new(keys.argon2_counter());
+        let quota =
+            QuotaGate::new(Arc::clone(&store), settings.quota.tiers.clone(), settings.quota.on_store_error);
+        let pool = DetectionPool::new(settings.workers(), settings.server.queue)?;
+        let cache = ResultCache::new(settings.server.result_cache_entries);
+        Ok(Arc::new(AppState { settings, detector, store, keys, quota, pool, cache, metrics }))
+    }
+}
+
+/// The OpenAPI service (public and admin operations).
+pub fn openapi_service() -> OpenApiService<(api::PublicApi, admin::AdminApi), ()> {
+    OpenApiService::new((api::PublicApi, admin::AdminApi), "tellscan", env!("CARGO_PKG_VERSION")).description(
+        "Tells whether an image was made by a generative model, and why: a 0-100 score, a verdict, \
+             the evidence of every forensic module, and quota headers.",
+    )
+}
+
+/// The OpenAPI document as the server serves it.
+pub fn openapi_json() -> String {
+    openapi_service().spec()
+}
+
+/// All routes, with the state attached.
+pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
+    let service = openapi_service();
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    let metrics_state = Arc::clone(&state);
+    Route::new()
+        .nest("/", service)
+        .at("/api/openapi.json", spec)
+        .nest("/docs", docs)
+        .at(
+            "/metrics",
+            make_sync(move |_| {
+                let pool = &metrics_state.pool;
+                metrics_state.metrics.queue_depth.set(pool.queued() as i64);
+                metrics_state.metrics.detections_running.set(pool.running() as i64);
+                metrics_state
+                    .metrics
+                    .render()
+                    .with_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            }),
+        )
+        .data(Arc::clone(&state))
+        .around(move |ep, req| observe(ep, req, Arc::clone(&state)))
+}
+
+/// Shape every error, and count every request by route, status and source.
+async fn observe<E: Endpoint>(ep: Arc<E>, req: Request, state: Arc<AppState>) -> poem::Result<Response> {
+    let route = route_label(req.uri().path());
+    let response = match ep.call(req).await.map(IntoResponse::into_response) {
+        Ok(r) if r.status().is_client_error() || r.status().is_server_error() => {
+            if errors::is_json(&r) {
+                r
+            } else {
+                let status = r.status();
+                let mut shaped = error_response(poem::Error::from_status(status));
+                for (name, value) in r.headers() {
+                    if name != poem::http::header::CONTENT_TYPE && name != poem::http::header::CONTENT_LENGTH
+                    {
+                        shaped.headers_mut().insert(name.clone(), value.clone());
+                    }
+                }
+                shaped
+            }
+        }
+        Ok(r) => r,
+        Err(e) => error_response(e),
+    };
+    let source = response.extensions().get::<SourceTag>().map_or("none", |s| s.0.name());
+    state.metrics.request(route, response.status().as_u16(), source);
+    Ok(response)
+}
+
+/// The route template of a path, so metrics never carry raw paths or ids.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/api/detect" => "/api/detect",
+        "/api/usage/status" => "/api/usage/status",
+        "/api/models" => "/api/models",
+        "/api/openapi.json" => "/api/openapi.json",
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        "/admin/keys" => "/admin/keys",
+        p if p.starts_with("/admin/keys/") => match p.rsplit('/').next() {
+            Some("rotate") => "/admin/keys/{id}/rotate",
+            Some("disable") => "/admin/keys/{id}/disable",
+            Some("enable") => "/admin/keys/{id}/enable",
+            Some("revoke") => "/admin/keys/{id}/revoke",
+            Some("tier") => "/admin/keys/{id}/tier",
+            _ => "/admin/keys/{id}",
+        },
+        p if p.starts_with("/docs") => "/docs",
+        _ => "other",
+    }
+}
+
+/// A bound listener and the server state, ready to run.
+pub struct Bound {
+    acceptor: poem::listener::TcpAcceptor,
+    state: Arc<AppState>,
+}
+
+impl Bound {
+    /// Bind the configured (or given) address.
+    pub async fn bind(state: Arc<AppState>, addr: std::net::SocketAddr) -> anyhow::Result<Bound> {
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        Ok(Bound { acceptor, state })
+    }
+
+    /// The address actually bound (port 0 resolves here).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied())
+    }
+
+    /// Serve until `shutdown` resolves, then let in-flight requests finish (up to the grace
+    /// period) and flush the store.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let state = self.state;
+        let flusher = tokio::spawn(flush_loop(Arc::clone(&state.store)));
+        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app(Arc::clone(&state)), shutdown, Some(grace))
+            .await;
+        flusher.abort();
+        if let Err(e) = state.store.flush().await {
+            tracing::error!("final flush of the store failed: {e}");
+        }
+        result.map_err(Into::into)
+    }
+}
+
+/// Make the embedded store's counts durable every second (a no-op for Redis).
+async fn flush_loop(store: SharedStore) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.flush().await {
+            tracing::warn!("store flush failed: {e}");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
