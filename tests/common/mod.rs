@@ -59,3 +59,4 @@ pub fn jpeg_with_segment(jpeg: &[u8], marker: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 pub mod redis;
+pub mod server;
