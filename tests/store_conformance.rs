@@ -114,6 +114,20 @@ async fn key_records_round_trip(store: SharedStore) {
         records,
         "a replaced key is listed once, replaced"
     );
+
+    // a use is noted apart from the record: a later put of a stale record cannot erase it,
+    // and noting a use cannot undo a change of state
+    let used_at = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).single().expect("valid time");
+    let stale = records[3].clone();
+    store.touch_key(&stale.id, used_at).await.expect("touch_key");
+    let mut revoked = stale.clone();
+    revoked.state = KeyState::Revoked;
+    store.put_key(&revoked).await.expect("put_key");
+    let read = store.get_key(&stale.id).await.expect("get_key").expect("present");
+    assert_eq!(read.state, KeyState::Revoked);
+    assert_eq!(read.last_used_at, Some(used_at));
+    let listed = store.list_keys().await.expect("list_keys");
+    assert_eq!(listed.iter().find(|r| r.id == stale.id).and_then(|r| r.last_used_at), Some(used_at));
 }
 
 async fn admission_is_exact_under_concurrency(store: SharedStore) {
@@ -486,6 +500,7 @@ async fn redis_counters_expire_and_key_names_hold_no_secret() {
         assert!(!name.contains("argon2"), "a key name holds the hash: {name}");
         let allowed = name == "tellscan:keys"
             || *name == format!("tellscan:key:{id}")
+            || *name == format!("tellscan:used:{id}")
             || name.starts_with(&format!("tellscan:q:{id}:"));
         assert!(allowed, "unexpected key name {name}");
     }

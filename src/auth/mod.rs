@@ -124,9 +124,7 @@ impl KeyService {
         };
         if matches!(outcome, Cached::Valid(_)) {
             // last use is recorded once per cache period, not per request
-            let mut touched = record.clone();
-            touched.last_used_at = Some(Utc::now());
-            if let Err(e) = self.store.put_key(&touched).await {
+            if let Err(e) = self.store.touch_key(&record.id, Utc::now()).await {
                 tracing::warn!(key_id = %record.id, "cannot record last use: {e}");
             }
         }

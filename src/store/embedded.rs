@@ -23,6 +23,8 @@ use crate::quota::{Source, TierLimits, Windows};
 
 /// Key id → JSON record.
 const KEYS: TableDefinition<&str, &str> = TableDefinition::new("keys");
+/// Key id → unix second of its last verified use (apart from the record: see `touch_key`).
+const LAST_USED: TableDefinition<&str, i64> = TableDefinition::new("last_used");
 /// Counter name → (count, unix second after which it may be dropped).
 const COUNTERS: TableDefinition<&str, (u64, i64)> = TableDefinition::new("counters");
 /// Seconds between sweeps of ended windows.
@@ -56,6 +58,7 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(KEYS).map_err(db_err)?;
         tx.open_table(COUNTERS).map_err(db_err)?;
+        tx.open_table(LAST_USED).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
@@ -86,8 +89,13 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Unavailable(e.into().to_string())
 }
 
-fn decode_record(json: &str) -> Result<KeyRecord, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("key record: {e}")))
+fn decode_record(json: &str, last_used: Option<i64>) -> Result<KeyRecord, StoreError> {
+    let mut record: KeyRecord =
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("key record: {e}")))?;
+    if let Some(t) = last_used.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
+        record.last_used_at = record.last_used_at.max(Some(t));
+    }
+    Ok(record)
 }
 
 #[async_trait]
@@ -116,13 +124,30 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn touch_key(&self, id: &KeyId, at: chrono::DateTime<Utc>) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let dirty = Arc::clone(&self.dirty);
+        self.blocking(move |db| {
+            let mut tx = db.begin_write().map_err(db_err)?;
+            // a last-use time may be lost in a crash; it is not worth an fsync per key and period
+            tx.set_durability(Durability::None);
+            tx.open_table(LAST_USED).map_err(db_err)?.insert(id.as_str(), at.timestamp()).map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            dirty.store(true, Ordering::Release);
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let id = id.to_string();
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let table = tx.open_table(KEYS).map_err(db_err)?;
+            let used = tx.open_table(LAST_USED).map_err(db_err)?;
+            let last = used.get(id.as_str()).map_err(db_err)?.map(|v| v.value());
             let found = table.get(id.as_str()).map_err(db_err)?;
-            found.map(|v| decode_record(v.value())).transpose()
+            found.map(|v| decode_record(v.value(), last)).transpose()
         })
         .await
     }
@@ -131,10 +156,12 @@ impl Store for EmbeddedStore {
         self.blocking(|db| {
             let tx = db.begin_read().map_err(db_err)?;
             let table = tx.open_table(KEYS).map_err(db_err)?;
+            let used = tx.open_table(LAST_USED).map_err(db_err)?;
             let mut out = Vec::new();
             for entry in table.iter().map_err(db_err)? {
-                let (_, v) = entry.map_err(db_err)?;
-                out.push(decode_record(v.value())?);
+                let (k, v) = entry.map_err(db_err)?;
+                let last = used.get(k.value()).map_err(db_err)?.map(|t| t.value());
+                out.push(decode_record(v.value(), last)?);
             }
             Ok(out)
         })

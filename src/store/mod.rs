@@ -66,7 +66,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Insert or replace a key record.
     async fn put_key(&self, record: &KeyRecord) -> Result<(), StoreError>;
-    /// Look a key up by id.
+    /// Record that a key was used at `at`. Kept apart from the record, so that noting a use
+    /// can never overwrite a concurrent change of state, tier or secret.
+    async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Look a key up by id (with its last use).
     async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
     /// Every key, in id order.
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;

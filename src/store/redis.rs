@@ -3,6 +3,8 @@
 //! Layout (only key *ids* ever appear in Redis key names, never secrets or hashes):
 //!
 //! - `tellscan:key:<id>`: the JSON of a [`KeyRecord`];
+//! - `tellscan:used:<id>`: unix second of the key's last verified use (apart from the record,
+//!   so noting a use never overwrites a concurrent change);
 //! - `tellscan:keys`: the set of ids, so keys can be listed without `KEYS`/`SCAN`;
 //! - `tellscan:q:<counter name>`: one integer per window counter and per-source counter, as
 //!   named by [`counter_name`] and [`source_counter_name`], each expiring at [`expires_at`] so
@@ -157,6 +159,10 @@ fn record_key(id: &str) -> String {
     format!("{PREFIX}:key:{id}")
 }
 
+fn used_key(id: &str) -> String {
+    format!("{PREFIX}:used:{id}")
+}
+
 fn index_key() -> String {
     format!("{PREFIX}:keys")
 }
@@ -165,8 +171,15 @@ fn quota_key(counter: &str) -> String {
     format!("{PREFIX}:q:{counter}")
 }
 
-fn decode_record(json: &str) -> Result<KeyRecord, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("key record: {e}")))
+fn decode_record(json: &str, last_used: Option<&str>) -> Result<KeyRecord, StoreError> {
+    let mut record: KeyRecord =
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("key record: {e}")))?;
+    let used =
+        last_used.and_then(|t| t.parse::<i64>().ok()).and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+    if used.is_some() {
+        record.last_used_at = record.last_used_at.max(used);
+    }
+    Ok(record)
 }
 
 fn decode_count(name: &str, value: Option<String>) -> Result<u64, StoreError> {
@@ -221,15 +234,30 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+    async fn touch_key(&self, id: &KeyId, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
         self.bounded(async {
             let mut conn = self.conn().await?;
-            let json: Option<String> = redis::cmd("GET")
-                .arg(record_key(id.as_str()))
+            let _: () = redis::cmd("SET")
+                .arg(used_key(id.as_str()))
+                .arg(at.timestamp())
                 .query_async(&mut conn)
                 .await
                 .map_err(redis_err)?;
-            json.as_deref().map(decode_record).transpose()
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let (json, used): (Option<String>, Option<String>) = redis::cmd("MGET")
+                .arg(record_key(id.as_str()))
+                .arg(used_key(id.as_str()))
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            json.as_deref().map(|j| decode_record(j, used.as_deref())).transpose()
         })
         .await
     }
@@ -242,13 +270,18 @@ impl Store for RedisStore {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let names: Vec<String> = ids.iter().map(|id| record_key(id)).collect();
+            let names: Vec<String> =
+                ids.iter().map(|id| record_key(id)).chain(ids.iter().map(|id| used_key(id))).collect();
             let found: Vec<Option<String>> =
                 redis::cmd("MGET").arg(&names).query_async(&mut conn).await.map_err(redis_err)?;
+            let (records, used) = found.split_at(ids.len());
             // An id without a record can only come from a hand edit; listing the rest is more
             // useful than failing the whole listing.
-            let mut records =
-                found.iter().flatten().map(|json| decode_record(json)).collect::<Result<Vec<_>, _>>()?;
+            let mut records = records
+                .iter()
+                .zip(used)
+                .filter_map(|(json, used)| json.as_deref().map(|j| decode_record(j, used.as_deref())))
+                .collect::<Result<Vec<_>, _>>()?;
             records.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(records)
         })
