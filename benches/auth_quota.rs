@@ -21,7 +21,8 @@ fn bench_store(c: &mut Criterion, name: &str, store: SharedStore, rt: &tokio::ru
     let tier = Tier::parse("bench").unwrap();
     let limits = TierLimits { per_minute: u64::MAX / 4, daily: u64::MAX / 4, monthly: u64::MAX / 4 };
     let keys = KeyService::new(Arc::clone(&store), Duration::from_secs(3600));
-    let gate = QuotaGate::new(Arc::clone(&store), BTreeMap::from([(tier.clone(), limits)]), OnStoreError::Deny);
+    let gate =
+        QuotaGate::new(Arc::clone(&store), BTreeMap::from([(tier.clone(), limits)]), OnStoreError::Deny);
     let key = rt.block_on(keys.create("bench", tier)).unwrap().key.reveal();
     // the first verification runs argon2 and fills the cache, as the first request of a key does
     rt.block_on(keys.authenticate(Some(&key))).unwrap();
@@ -45,7 +46,9 @@ fn auth_quota(c: &mut Criterion) {
     let embedded: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     bench_store(c, "embedded", embedded, &rt);
     if let Ok(url) = std::env::var("TELLSCAN_BENCH_REDIS_URL") {
-        let redis: SharedStore = Arc::new(rt.block_on(async { RedisStore::connect(&url, 8, Duration::from_millis(500)) }).unwrap());
+        let redis: SharedStore = Arc::new(
+            rt.block_on(async { RedisStore::connect(&url, 8, Duration::from_millis(500)) }).unwrap(),
+        );
         bench_store(c, "redis", redis, &rt);
     }
 }
