@@ -9,7 +9,8 @@
 pub mod key;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -65,6 +66,9 @@ pub struct KeyService {
     ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], (Instant, KeyId, Cached)>>,
     argon2_runs: Counter,
+    inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<Cached>>>>,
+    /// Bumped by every change made through this service (see `verify_uncached`).
+    generation: AtomicU64,
 }
 
 /// The result of creating or rotating a key: the record and the plaintext shown once.
@@ -82,7 +86,14 @@ const CACHE_SWEEP_AT: usize = 10_000;
 impl KeyService {
     /// A service over `store`, caching verifications for `ttl`.
     pub fn new(store: SharedStore, ttl: Duration) -> KeyService {
-        KeyService { store, ttl, cache: Mutex::new(HashMap::new()), argon2_runs: Counter::default() }
+        KeyService {
+            store,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+            argon2_runs: Counter::default(),
+            inflight: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
     }
 
     /// The store the keys live in.
@@ -109,12 +120,34 @@ impl KeyService {
             return cached_outcome(cached);
         }
         let key = ApiKey::parse(presented)?;
+        // one verification per presented key at a time: a burst of first requests with a new
+        // key waits for the first one's argon2 instead of running its own
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(inflight.entry(fingerprint).or_default())
+        };
+        let outcome = cell.get_or_try_init(|| self.verify_uncached(&key, fingerprint)).await.cloned();
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if inflight.get(&fingerprint).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(&fingerprint);
+            }
+        }
+        cached_outcome(outcome?)
+    }
+
+    /// Look the key up and run argon2; remembers the outcome unless the key changed meanwhile.
+    async fn verify_uncached(&self, key: &ApiKey, fingerprint: [u8; 32]) -> Result<Cached, AuthError> {
+        if let Some(cached) = self.cached(&fingerprint) {
+            return Ok(cached);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
         let Some(record) = self.store.get_key(&key.id).await? else {
             return Err(AuthError::Invalid);
         };
         let outcome = match record.state {
             KeyState::Active => {
-                if self.verify_secret(&key, &record.secret_hash).await {
+                if self.verify_secret(key, &record.secret_hash).await {
                     Cached::Valid(Principal { key_id: record.id.clone(), tier: record.tier.clone() })
                 } else {
                     Cached::WrongSecret
@@ -128,8 +161,11 @@ impl KeyService {
                 tracing::warn!(key_id = %record.id, "cannot record last use: {e}");
             }
         }
-        self.remember(fingerprint, record.id, outcome.clone());
-        cached_outcome(outcome)
+        // a change made here while we verified must not be undone by caching the old state
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.remember(fingerprint, record.id, outcome.clone());
+        }
+        Ok(outcome)
     }
 
     async fn verify_secret(&self, key: &ApiKey, phc: &str) -> bool {
@@ -160,6 +196,7 @@ impl KeyService {
 
     /// Forget every cached verification of `id`, so a change made here applies at once.
     pub fn forget(&self, id: &KeyId) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|_, (_, cached_id, _)| cached_id != id);
     }

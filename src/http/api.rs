@@ -223,6 +223,15 @@ impl PublicApi {
             ));
         }
         let Some(reservation) = state.pool.try_reserve() else {
+            // a client whose quota is used up hears 429 (with its real Retry-After), not 503
+            if let Ok((q, _)) = state.quota.usage(&principal).await {
+                if !q.admitted {
+                    let w = q.constraining();
+                    slot.set(q.clone());
+                    state.metrics.decision("deny");
+                    return Err(ApiError::quota_exceeded(w.kind.name(), w.limit, q.retry_after()));
+                }
+            }
             state.metrics.overloaded.inc();
             return Err(ApiError::unavailable("overloaded", "the server is at capacity; retry shortly", 1));
         };

@@ -151,7 +151,9 @@ pub fn error_response(err: poem::Error) -> Response {
         (StatusCode::NOT_FOUND, _) => "no such route; see /docs for the API".to_string(),
         (StatusCode::METHOD_NOT_ALLOWED, _) => "this route does not accept that method".to_string(),
         // only the admin routes' bearer scheme fails here (keyed routes are guarded first)
-        (StatusCode::UNAUTHORIZED, _) => "send the admin token as 'Authorization: Bearer <token>'".to_string(),
+        (StatusCode::UNAUTHORIZED, _) => {
+            "send the admin token as 'Authorization: Bearer <token>'".to_string()
+        }
         (_, "") => status.canonical_reason().unwrap_or("error").to_string(),
         (_, m) => m.to_string(),
     };
