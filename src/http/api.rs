@@ -222,7 +222,15 @@ impl PublicApi {
                 "the file is not JPEG, PNG, WebP or HEIC/HEIF (the format is read from its bytes, not its name)",
             ));
         }
-        let Some(reservation) = state.pool.try_reserve() else {
+        let options = DetectOptions { from_extension: source.is_extension() };
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        // a cached report needs no detection thread, so it is never shed
+        let cached = state.cache.get(&digest, options);
+        let reservation = if cached.is_some() {
+            None
+        } else if let Some(r) = state.pool.try_reserve() {
+            Some(r)
+        } else {
             // a client whose quota is used up hears 429 (with its real Retry-After), not 503
             if let Ok((q, _)) = state.quota.usage(&principal).await {
                 if !q.admitted {
@@ -267,17 +275,15 @@ impl PublicApi {
                 ))
             }
         };
-        let options = DetectOptions { from_extension: source.is_extension() };
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let report = match state.cache.get(&digest, options) {
-            Some(hit) => {
-                drop(reservation);
+        let report = match (cached, reservation) {
+            (Some(hit), _) => {
                 state.metrics.cache_hits.inc();
                 let mut report = (*hit).clone();
                 report.cached = true;
                 report
             }
-            None => {
+            (None, None) => return Err(ApiError::internal("no detection slot was reserved")),
+            (None, Some(reservation)) => {
                 let detector = Arc::clone(&state.detector);
                 let outcome =
                     state.pool.run(reservation, move || detector.detect_with(&bytes, options)).await;
