@@ -280,15 +280,21 @@ impl Store for EmbeddedStore {
             self.last_sweep.store(now, Ordering::Release);
             self.dirty.store(false, Ordering::Release);
         }
-        self.blocking(move |db| {
-            let mut tx = db.begin_write().map_err(db_err)?;
-            tx.set_durability(Durability::Immediate);
-            if sweep {
-                let mut table = tx.open_table(COUNTERS).map_err(db_err)?;
-                table.retain(|_, (_, expiry)| expiry > now).map_err(db_err)?;
-            }
-            tx.commit().map_err(db_err)
-        })
-        .await
+        let result = self
+            .blocking(move |db| {
+                let mut tx = db.begin_write().map_err(db_err)?;
+                tx.set_durability(Durability::Immediate);
+                if sweep {
+                    let mut table = tx.open_table(COUNTERS).map_err(db_err)?;
+                    table.retain(|_, (_, expiry)| expiry > now).map_err(db_err)?;
+                }
+                tx.commit().map_err(db_err)
+            })
+            .await;
+        if result.is_err() {
+            // nothing was made durable: the next flush must try again
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
     }
 }
