@@ -9,5 +9,6 @@ pub mod config;
 pub mod eval;
 pub mod forensics;
 pub mod http;
+pub mod outbound;
 pub mod quota;
 pub mod store;
