@@ -7,16 +7,15 @@
 //! `FilterType::Nearest` or `FilterType::Triangle` (bilinear), then stored lossless (PNG) or
 //! as JPEG q90, the realistic case. The originals go through the same storage.
 
+mod common;
+
+use common::{png, read_shared, shared_rgb, views_of};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 use tellscan::eval::transform::{centre_crop, encode_jpeg};
-use tellscan::forensics::decode::{decode, DecodeLimits};
 use tellscan::forensics::frequency;
-use tellscan::forensics::metadata::quant::estimate_quality;
 use tellscan::forensics::report::{Flag, ModuleReport};
-use tellscan::forensics::views::{PixelFinding, Views};
-
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/");
+use tellscan::forensics::views::PixelFinding;
 
 /// Camera JPEGs of 2048-2576 px from three makers (a compact of 2000, a compact of 2010, a
 /// phone of 2019).
@@ -26,27 +25,8 @@ const PHOTOS: [&str; 3] = [
     "corpus/real/metadata-extractor/jpg/Samsung SM-J327T1.jpg",
 ];
 
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(format!("{SHARED}{rel}")).unwrap_or_else(|e| panic!("cannot read shared/{rel}: {e}"))
-}
-
-/// Decode and build the views as the detector does.
-fn views_of(bytes: &[u8]) -> Views {
-    let img = decode(bytes, &DecodeLimits::default()).expect("test image decodes");
-    let quality = img.blocks.jpeg.as_ref().and_then(estimate_quality);
-    Views::new(&img, quality)
-}
-
 fn analyse(bytes: &[u8]) -> PixelFinding {
     frequency::analyse(&views_of(bytes))
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img.clone())
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .expect("PNG encodes");
-    out
 }
 
 fn flagged(r: &ModuleReport) -> bool {
@@ -55,8 +35,7 @@ fn flagged(r: &ModuleReport) -> bool {
 
 /// The centre 1024×1024 of a corpus photo at native resolution.
 fn photo_crop(rel: &str) -> RgbImage {
-    let img = decode(&read(rel), &DecodeLimits::default()).expect("corpus photo decodes");
-    centre_crop(&img.rgb, 1024).expect("corpus photo is at least 1024 px")
+    centre_crop(&shared_rgb(rel), 1024).expect("corpus photo is at least 1024 px")
 }
 
 /// Down-scale ×0.5, then up-scale ×`factor` back to the original size with `filter`.
@@ -69,7 +48,7 @@ fn resampled(crop: &RgbImage, factor: u32, filter: FilterType) -> RgbImage {
 #[test]
 fn camera_photos_as_they_come_are_not_flagged() {
     for rel in PHOTOS {
-        let r = analyse(&read(rel)).report;
+        let r = analyse(&read_shared(rel)).report;
         assert!(!r.abstained, "{rel}: {r:?}");
         assert!(!flagged(&r), "{rel} flagged: {r:?}");
     }
@@ -119,9 +98,8 @@ fn jpeg_q90_bilinear_4x_upsampling_is_flagged_beyond_the_jpeg_grid() {
 fn the_jpeg_block_grid_alone_is_not_flagged() {
     // a camera crop and a rendered image without camera history, both compressed hard enough
     // for the 8×8 grid to show but above the abstention threshold
-    let render =
-        decode(&read("corpus/ai/comfyui/sdxl/sdxl_simple_example.png"), &DecodeLimits::default()).unwrap();
-    for (name, img) in [("camera", photo_crop(PHOTOS[1])), ("render", render.rgb)] {
+    let render = shared_rgb("corpus/ai/comfyui/sdxl/sdxl_simple_example.png");
+    for (name, img) in [("camera", photo_crop(PHOTOS[1])), ("render", render)] {
         for q in [60u8, 75] {
             let v = views_of(&encode_jpeg(&img, q));
             let m = frequency::measure(&v).expect("quality 60+ is measured");

@@ -8,8 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::{Timelike, Utc};
-use common::server::{client, form, small_jpeg, TestServer, ADMIN_TOKEN};
+use chrono::Utc;
+use common::server::{
+    admin_request, away_from_minute_edge, client, detect_request, form, key_id, key_secret,
+    ms_left_in_minute, small_jpeg, usage_request, used, TestServer, ADMIN_TOKEN,
+};
 use common::{encode, jpeg_with_segment, picture};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -133,24 +136,17 @@ async fn detect(
     source: Option<&str>,
     form: reqwest::multipart::Form,
 ) -> Reply {
-    let mut request = client().post(server.url("/api/detect")).multipart(form);
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
-    }
-    if let Some(source) = source {
-        request = request.header("x-detection-source", source);
-    }
-    send(request).await
+    send(detect_request(server, key, source, form)).await
 }
 
 /// `GET /api/usage/status` with a key; asserts 200.
 async fn usage(server: &TestServer, key: &str) -> Value {
-    send(client().get(server.url("/api/usage/status")).header("x-api-key", key)).await.ok()
+    send(usage_request(server, Some(key))).await.ok()
 }
 
 /// Requests counted today for a key (the day window, so a minute boundary cannot interfere).
 async fn used_today(server: &TestServer, key: &str) -> u64 {
-    usage(server, key).await["windows"]["day"]["used"].as_u64().expect("windows.day.used is a number")
+    used(&usage(server, key).await)[1]
 }
 
 /// An admin API call with `Authorization: Bearer <token>` when a token is given.
@@ -161,42 +157,12 @@ async fn admin(
     body: Option<Value>,
     token: Option<&str>,
 ) -> Reply {
-    let url = server.url(path);
-    let c = client();
-    let mut request = match method {
-        "GET" => c.get(url),
-        "POST" => c.post(url),
-        "PUT" => c.put(url),
-        other => panic!("unexpected method {other}"),
-    };
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    send(request).await
-}
-
-/// The public id of a key `imag_<id>_<secret>`.
-fn key_id(key: &str) -> &str {
-    key.strip_prefix("imag_").and_then(|r| r.split('_').next()).expect("key shape")
-}
-
-/// The secret part of a key.
-fn key_secret(key: &str) -> &str {
-    key.rsplit('_').next().expect("key shape")
+    send(admin_request(server, method, path, body, token)).await
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     let digest: [u8; 32] = Sha256::digest(bytes).into();
     hex::encode(digest)
-}
-
-/// Milliseconds left in the current UTC minute.
-fn ms_left_in_minute() -> u64 {
-    let now = Utc::now();
-    60_000 - (u64::from(now.second()) * 1000 + u64::from(now.timestamp_subsec_millis()).min(999))
 }
 
 /// Seconds (rounded up) until the current UTC minute ends, as the server computes them.
@@ -209,15 +175,6 @@ fn secs_to_midnight() -> u64 {
     let now = Utc::now();
     let midnight = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).unwrap().and_utc();
     ((midnight - now).num_milliseconds().max(0) as u64).div_ceil(1000)
-}
-
-/// Tests that read the minute window start well inside a minute, so that their requests all
-/// land in the same window (the assertions stay exact).
-async fn away_from_minute_edge(margin_secs: u64) {
-    let left = ms_left_in_minute();
-    if left < margin_secs * 1000 {
-        tokio::time::sleep(Duration::from_millis(left + 300)).await;
-    }
 }
 
 /// `|a - b| <= tolerance`.
@@ -543,7 +500,7 @@ async fn bad_keys_are_401_without_quota_headers() {
     reply.assert_no_quota_headers();
 
     // usage needs a key too, with the same answers
-    let reply = send(client().get(server.url("/api/usage/status")).header("x-api-key", &revoked)).await;
+    let reply = send(usage_request(&server, Some(&revoked))).await;
     reply.error(401, "revoked_api_key");
     reply.assert_no_quota_headers();
 }
@@ -756,13 +713,12 @@ async fn overload_is_503_and_not_counted() {
     .await;
     let key = server.key("enterprise").await;
     let big = encode(&picture(3000, 2250), image::ImageFormat::Jpeg);
-    let url = server.url("/api/detect");
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(12));
     let mut tasks = Vec::new();
     for _ in 0..12 {
-        let (url, key, big, start) = (url.clone(), key.clone(), big.clone(), std::sync::Arc::clone(&start));
+        let request = detect_request(&server, Some(&key), None, form(big.clone(), "big.jpg", None));
+        let start = std::sync::Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
-            let request = client().post(url).header("x-api-key", key).multipart(form(big, "big.jpg", None));
             start.wait().await;
             send(request).await
         }));
@@ -796,14 +752,14 @@ async fn usage_status_needs_a_key_and_consumes_nothing() {
     let server = TestServer::embedded().await;
     let key = server.key("free").await;
 
-    let reply = send(client().get(server.url("/api/usage/status"))).await;
+    let reply = send(usage_request(&server, None)).await;
     reply.error(401, "missing_api_key");
     reply.assert_no_quota_headers();
 
     away_from_minute_edge(8).await;
     assert_eq!(detect(&server, Some(&key), None, form(small_jpeg(), "a.jpg", None)).await.status, 200);
     for _ in 0..3 {
-        let reply = send(client().get(server.url("/api/usage/status")).header("x-api-key", &key)).await;
+        let reply = send(usage_request(&server, Some(&key))).await;
         let status = reply.ok();
         assert_eq!(status["tier"], "free");
         assert_eq!(status["key_id"], key_id(&key));

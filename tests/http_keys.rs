@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::server::{client, form, settings, small_jpeg, TestServer, ADMIN_TOKEN};
+use common::server::{
+    admin_request, client, detect_request, form, key_id, key_secret, settings, small_jpeg, status_json,
+    usage_request, TestServer, ADMIN_TOKEN,
+};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
@@ -17,27 +20,13 @@ use serde_json::{json, Value};
 
 /// `GET /api/usage/status` with `key` (consumes no quota): status and body.
 async fn usage(server: &TestServer, key: &str) -> (u16, Value) {
-    let resp = client()
-        .get(server.url("/api/usage/status"))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("usage answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("JSON body"))
+    status_json(usage_request(server, Some(key)).send().await.expect("usage answered")).await
 }
 
 /// `POST /api/detect` with the small JPEG: status and body.
 async fn detect(server: &TestServer, key: &str) -> (u16, Value) {
-    let resp = client()
-        .post(server.url("/api/detect"))
-        .header("x-api-key", key)
-        .multipart(form(small_jpeg(), "a.jpg", None))
-        .send()
-        .await
-        .expect("detect answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("JSON body"))
+    let form = form(small_jpeg(), "a.jpg", None);
+    status_json(detect_request(server, Some(key), None, form).send().await.expect("detect answered")).await
 }
 
 /// Assert a 401 with `code` from both keyed routes.
@@ -48,23 +37,10 @@ async fn assert_refused(server: &TestServer, key: &str, code: &str) {
     assert_eq!((status, body["error"].as_str()), (401, Some(code)), "detect with a refused key: {body}");
 }
 
-/// An admin call: method, path, optional JSON body → status and body.
+/// An admin call with the admin token: method, path, optional JSON body → status and body.
 async fn admin(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let c = client();
-    let req = match method {
-        "GET" => c.get(server.url(path)),
-        "POST" => c.post(server.url(path)),
-        "PUT" => c.put(server.url(path)),
-        other => panic!("unsupported method {other}"),
-    };
-    let req = req.bearer_auth(ADMIN_TOKEN);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let resp = req.send().await.expect("admin call answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("JSON body"))
+    let req = admin_request(server, method, path, body, Some(ADMIN_TOKEN));
+    status_json(req.send().await.expect("admin call answered")).await
 }
 
 /// Create a key through the admin API: (full key, id).
@@ -75,7 +51,7 @@ async fn admin_create(server: &TestServer, name: &str, tier: &str) -> (String, S
     let key = body["key"].as_str().expect("key").to_string();
     let id = body["record"]["id"].as_str().expect("record.id").to_string();
     assert!(is_key(&key), "{key}");
-    assert_eq!(id_of(&key), id);
+    assert_eq!(key_id(&key), id);
     (key, id)
 }
 
@@ -84,7 +60,7 @@ async fn admin_rotate(server: &TestServer, id: &str) -> String {
     let (status, body) = admin(server, "POST", &format!("/admin/keys/{id}/rotate"), None).await;
     assert_eq!(status, 200, "rotate: {body}");
     let key = body["key"].as_str().expect("key").to_string();
-    assert_eq!(id_of(&key), id, "rotation keeps the id");
+    assert_eq!(key_id(&key), id, "rotation keeps the id");
     key
 }
 
@@ -96,14 +72,6 @@ fn is_key(s: &str) -> bool {
         Some((id, secret)) => lower_hex(id, 16) && lower_hex(secret, 64),
         None => false,
     }
-}
-
-fn id_of(key: &str) -> &str {
-    &key[5..21]
-}
-
-fn secret_of(key: &str) -> &str {
-    &key[22..]
 }
 
 /// A well-formed key with a fresh random secret for `id`.
@@ -129,7 +97,7 @@ fn assert_no_plaintext(haystack: &[u8], keys: &[String], what: &str) {
     let contains = |needle: &str| haystack.windows(needle.len()).any(|w| w == needle.as_bytes());
     for key in keys {
         assert!(!contains(key), "{what} contains the full key {key}");
-        assert!(!contains(secret_of(key)), "{what} contains the secret of key {}", id_of(key));
+        assert!(!contains(key_secret(key)), "{what} contains the secret of key {}", key_id(key));
     }
 }
 
@@ -170,7 +138,7 @@ async fn a_rotated_key_old_secret_fails_and_the_new_one_works() {
     let (old, id) = admin_create(&server, "rotating", "free").await;
     assert_eq!(detect(&server, &old).await.0, 200, "before rotation (cached now)");
     let new = admin_rotate(&server, &id).await;
-    assert_ne!(secret_of(&new), secret_of(&old));
+    assert_ne!(key_secret(&new), key_secret(&old));
     assert_refused(&server, &old, "invalid_api_key").await;
     let (status, body) = detect(&server, &new).await;
     assert_eq!(status, 200, "{body}");
@@ -183,7 +151,7 @@ async fn a_rotated_key_old_secret_fails_and_the_new_one_works() {
 async fn a_wrong_secret_costs_one_argon2_run_then_is_remembered() {
     let server = TestServer::embedded().await;
     let key = server.key("free").await;
-    let wrong = forged(id_of(&key));
+    let wrong = forged(key_id(&key));
     let runs = server.state.keys.argon2_runs();
     let (status, body) = usage(&server, &wrong).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_api_key")), "{body}");
@@ -216,17 +184,17 @@ async fn an_unknown_id_never_runs_argon2() {
 async fn a_malformed_key_never_runs_argon2() {
     let server = TestServer::embedded().await;
     let real = server.key("free").await;
-    let id = id_of(&real);
+    let id = key_id(&real);
     let runs = server.state.keys.argon2_runs();
     let malformed = [
         "nonsense".to_string(),
         "imag_".to_string(),
         "imag_abc".to_string(),
         format!("img_{}", &real[5..]),
-        format!("imag_{}_{}", id.to_uppercase(), secret_of(&real)),
-        format!("imag_{id}_{}", &secret_of(&real)[..63]),
-        format!("imag_{id}_{}z", &secret_of(&real)[..63]),
-        format!("imag_{id}_{}00", secret_of(&real)),
+        format!("imag_{}_{}", id.to_uppercase(), key_secret(&real)),
+        format!("imag_{id}_{}", &key_secret(&real)[..63]),
+        format!("imag_{id}_{}z", &key_secret(&real)[..63]),
+        format!("imag_{id}_{}00", key_secret(&real)),
         format!("imag_{id}"),
     ];
     for key in &malformed {
@@ -234,7 +202,7 @@ async fn a_malformed_key_never_runs_argon2() {
         assert_eq!((status, body["error"].as_str()), (401, Some("invalid_api_key")), "{key}: {body}");
         assert!(body["detail"].as_str().unwrap().contains("malformed"), "{key}: {body}");
     }
-    let resp = client().get(server.url("/api/usage/status")).send().await.unwrap();
+    let resp = usage_request(&server, None).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "missing_api_key");
@@ -267,8 +235,8 @@ async fn a_burst_of_first_requests_with_one_key_runs_argon2_once() {
     let runs = server.state.keys.argon2_runs();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (c, url, key) = (client(), server.url("/api/usage/status"), key.clone());
-            tokio::spawn(async move { c.get(url).header("x-api-key", key).send().await.unwrap().status() })
+            let req = usage_request(&server, Some(&key));
+            tokio::spawn(async move { req.send().await.unwrap().status() })
         })
         .collect();
     for t in tasks {
@@ -301,7 +269,7 @@ async fn key_traffic(server: &TestServer) -> (Vec<String>, Vec<String>) {
     let listed = body.to_string();
     let keys = vec![a, a2, b, c.clone(), wrong];
     assert_no_plaintext(listed.as_bytes(), &keys, "GET /admin/keys");
-    (keys, vec![a_id, b_id, id_of(&c).to_string()])
+    (keys, vec![a_id, b_id, key_id(&c).to_string()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -484,14 +452,14 @@ async fn cli_manages_keys_in_the_embedded_store() {
 
     let created = keys_ok(&store, &["create", "--tier", "free", "--name", "ci"]).await;
     let first = last_line_key(&created);
-    let id = id_of(&first).to_string();
+    let id = key_id(&first).to_string();
     let table = keys_ok(&store, &["list"]).await;
     assert!(table.contains(&id) && table.contains("ci") && table.contains("free"), "{table}");
     assert_no_plaintext(table.as_bytes(), std::slice::from_ref(&first), "keys list");
 
     let rotated = keys_ok(&store, &["rotate", &id]).await;
     let key = last_line_key(&rotated);
-    assert_eq!(id_of(&key), id);
+    assert_eq!(key_id(&key), id);
     assert_ne!(key, first);
     let disabled = keys_ok(&store, &["disable", &id]).await;
     assert!(disabled.contains("disabled"), "{disabled}");
@@ -544,8 +512,8 @@ async fn a_key_created_by_the_cli_in_redis_works_on_a_server() {
     assert_eq!(u["windows"]["day"]["used"], 1);
     // Redis is shared: the CLI keeps working while a server runs
     let table = keys_ok(&store, &["list"]).await;
-    assert!(table.contains(id_of(&key)), "{table}");
-    keys_ok(&store, &["revoke", id_of(&key)]).await;
+    assert!(table.contains(key_id(&key)), "{table}");
+    keys_ok(&store, &["revoke", key_id(&key)]).await;
     // another replica (a fresh server, empty key cache) sees the revocation at once
     let other = TestServer::redis_with(&url, |_| {}).await;
     assert_refused(&other, &key, "revoked_api_key").await;
@@ -564,13 +532,9 @@ async fn shutdown_lets_an_in_flight_detection_finish() {
     let key = server.key("free").await;
     let big = common::encode(&common::picture(3000, 2000), image::ImageFormat::Jpeg);
     let in_flight = {
-        let (c, url, key) = (client(), server.url("/api/detect"), key.clone());
+        let req = detect_request(&server, Some(&key), None, form(big, "big.jpg", None));
         tokio::spawn(async move {
-            let resp =
-                c.post(url).header("x-api-key", key).multipart(form(big, "big.jpg", None)).send().await;
-            let resp = resp.expect("the in-flight request is answered");
-            let status = resp.status().as_u16();
-            (status, resp.json::<Value>().await.expect("JSON body"))
+            status_json(req.send().await.expect("the in-flight request is answered")).await
         })
     };
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -10,9 +10,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Timelike, Utc};
+use chrono::{TimeZone, Utc};
 use common::redis::RedisServer;
-use common::server::{client, form, settings, small_jpeg, TestServer};
+use common::server::{
+    away_from_minute_edge, client, detect_request, form, settings, small_jpeg, status_json, usage_request,
+    used, TestServer,
+};
 use serde_json::Value;
 use tellscan::auth::key::Tier;
 use tellscan::config::{OnStoreError, Settings};
@@ -51,41 +54,20 @@ fn free_limits(s: &mut Settings, per_minute: u64, daily: u64, monthly: u64) {
 }
 
 /// `POST /api/detect` with the small JPEG and an optional `x-detection-source`.
-async fn detect_with(
-    c: &reqwest::Client,
-    server: &TestServer,
-    key: &str,
-    source: Option<&str>,
-    jpeg: Vec<u8>,
-) -> reqwest::Response {
-    let mut req = c.post(server.url("/api/detect")).header("x-api-key", key);
-    if let Some(s) = source {
-        req = req.header("x-detection-source", s);
-    }
-    req.multipart(form(jpeg, "a.jpg", None)).send().await.expect("detect request is answered")
+async fn detect_with(server: &TestServer, key: &str, source: Option<&str>) -> reqwest::Response {
+    let form = form(small_jpeg(), "a.jpg", None);
+    detect_request(server, Some(key), source, form).send().await.expect("detect request is answered")
 }
 
 async fn detect(server: &TestServer, key: &str) -> reqwest::Response {
-    detect_with(&client(), server, key, None, small_jpeg()).await
+    detect_with(server, key, None).await
 }
 
 /// `GET /api/usage/status`, asserting 200.
 async fn usage(server: &TestServer, key: &str) -> Value {
-    let resp = client()
-        .get(server.url("/api/usage/status"))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("usage request is answered");
+    let resp = usage_request(server, Some(key)).send().await.expect("usage request is answered");
     assert_eq!(resp.status(), 200, "usage status: {:?}", resp.text().await);
     resp.json().await.expect("usage is JSON")
-}
-
-/// Used counts of the minute, day and month windows.
-fn used(usage: &Value) -> [u64; 3] {
-    ["minute", "day", "month"].map(|w| {
-        usage["windows"][w]["used"].as_u64().unwrap_or_else(|| panic!("windows.{w}.used in {usage}"))
-    })
 }
 
 /// Per-source counts of one window (`day` or `month`), absent sources as 0.
@@ -101,16 +83,6 @@ fn sources(usage: &Value, window: &str) -> BTreeMap<String, u64> {
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers().get(name).map(|v| v.to_str().expect("ASCII header").to_string())
-}
-
-/// When fewer than `margin` seconds are left in the current UTC minute, wait for the next one,
-/// so a burst is not split across two minute windows (waits at most `margin` seconds).
-async fn avoid_minute_edge(margin: u64) {
-    let now = Utc::now();
-    let left_ms = 60_000 - (u64::from(now.second()) * 1000 + u64::from(now.timestamp_subsec_millis()));
-    if left_ms < margin * 1000 {
-        tokio::time::sleep(Duration::from_millis(left_ms + 150)).await;
-    }
 }
 
 fn minute_id() -> String {
@@ -131,9 +103,7 @@ async fn metrics(server: &TestServer) -> String {
 }
 
 async fn health(server: &TestServer) -> (u16, Value) {
-    let resp = client().get(server.url("/health")).send().await.expect("health answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("health is JSON"))
+    status_json(client().get(server.url("/health")).send().await.expect("health answered")).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -152,7 +122,7 @@ async fn burst_admits_exactly_the_limit(backend: Backend) {
     // fill the result cache (both option sets) with another key so the burst is cheap
     let warm = server.key("enterprise").await;
     for source in [None, Some("extension")] {
-        let resp = detect_with(&client(), server, &warm, source, small_jpeg()).await;
+        let resp = detect_with(server, &warm, source).await;
         assert_eq!(resp.status(), 200, "warm-up detection");
     }
     let key = server.key("free").await;
@@ -160,21 +130,16 @@ async fn burst_admits_exactly_the_limit(backend: Backend) {
     // admission alone, not 50 concurrent first verifications of one key
     assert_eq!(used(&usage(server, &key).await), [0, 0, 0]);
     let kinds = [None, Some("extension"), Some("website"), Some("extension-local")];
-    let c = client();
     let jpeg = small_jpeg();
 
-    avoid_minute_edge(6).await;
+    away_from_minute_edge(6).await;
     let minute_before = minute_id();
     let tasks: Vec<_> = (0..N)
         .map(|i| {
-            let (c, key, jpeg, url) = (c.clone(), key.clone(), jpeg.clone(), server.url("/api/detect"));
             let source = kinds[i % kinds.len()];
+            let req = detect_request(server, Some(&key), source, form(jpeg.clone(), "a.jpg", None));
             tokio::spawn(async move {
-                let mut req = c.post(url).header("x-api-key", key);
-                if let Some(s) = source {
-                    req = req.header("x-detection-source", s);
-                }
-                let resp = req.multipart(form(jpeg, "a.jpg", None)).send().await.expect("answered");
+                let resp = req.send().await.expect("answered");
                 let status = resp.status().as_u16();
                 let retry = header(&resp, "retry-after");
                 let body: Value = resp.json().await.expect("JSON body");
@@ -236,7 +201,7 @@ async fn denied_requests_change_nothing(backend: Backend) {
     let run = start(backend, |s| free_limits(s, L, 1000, 1000)).await;
     let server = &run.server;
     let key = server.key("free").await;
-    avoid_minute_edge(8).await;
+    away_from_minute_edge(8).await;
     let minute_before = minute_id();
     for i in 0..L {
         let resp = detect(server, &key).await;
@@ -335,12 +300,8 @@ async fn shed_requests_are_not_counted(backend: Backend) {
     let key = server.key("premium").await;
     let big = common::encode(&common::picture(3000, 2000), image::ImageFormat::Jpeg);
     let slow = {
-        let (c, url, key) = (client(), server.url("/api/detect"), key.clone());
-        tokio::spawn(async move {
-            let resp =
-                c.post(url).header("x-api-key", key).multipart(form(big, "big.jpg", None)).send().await;
-            resp.expect("answered").status().as_u16()
-        })
+        let req = detect_request(server, Some(&key), None, form(big, "big.jpg", None));
+        tokio::spawn(async move { req.send().await.expect("answered").status().as_u16() })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.state.pool.running() == 0 {
@@ -434,15 +395,14 @@ async fn redis_outage_with_allow_serves_from_the_fallback_and_recovers() {
     assert_eq!(h["store"]["connected"], false, "{h}");
     assert_eq!(h["store"]["kind"], "redis");
     assert_eq!(h["status"], "degraded");
-    let resp = client().get(server.url("/api/usage/status")).header("x-api-key", &key).send().await.unwrap();
+    let resp = usage_request(&server, Some(&key)).send().await.unwrap();
     assert_eq!(resp.status(), 503, "usage needs the store");
 
     redis.restart();
     // the fresh redis-server has no data: counting starts again from 0
     let deadline = Instant::now() + Duration::from_secs(5);
     let fresh = loop {
-        let resp =
-            client().get(server.url("/api/usage/status")).header("x-api-key", &key).send().await.unwrap();
+        let resp = usage_request(&server, Some(&key)).send().await.unwrap();
         if resp.status() == 200 {
             break resp.json::<Value>().await.unwrap();
         }

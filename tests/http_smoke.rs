@@ -1,19 +1,14 @@
 //! Smoke test of the harness: one detection over real HTTP.
 mod common;
 
-use common::server::{client, form, small_jpeg, TestServer};
+use common::server::{detect_request, form, small_jpeg, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_detection_over_http() {
     let server = TestServer::embedded().await;
     let key = server.key("free").await;
-    let resp = client()
-        .post(server.url("/api/detect"))
-        .header("x-api-key", &key)
-        .multipart(form(small_jpeg(), "a.jpg", None))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        detect_request(&server, Some(&key), None, form(small_jpeg(), "a.jpg", None)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-ratelimit-remaining"], "9");
     let body: serde_json::Value = resp.json().await.unwrap();

@@ -2,31 +2,17 @@
 //! mosaic with a known phase, signal-dependent against constant noise, and the inputs it must
 //! refuse to judge (tiny, heavily re-compressed, resampled).
 
+mod common;
+
+use common::{png, read_shared, shared_rgb, views_of};
 use image::{imageops, Rgb, RgbImage};
 use tellscan::eval::transform::encode_jpeg;
-use tellscan::forensics::decode::{decode, DecodeLimits};
-use tellscan::forensics::metadata::quant::estimate_quality;
 use tellscan::forensics::physics::{self, BayerPhase};
 use tellscan::forensics::report::Flag;
 use tellscan::forensics::views::{PixelFinding, Views};
 
-/// A camera JPEG from the shared corpus (Nikon E990, 2048×1536).
-const PHOTO: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/real/metadata-extractor/jpg/Nikon E990.jpg");
-
-fn views_of(bytes: &[u8]) -> Views {
-    let image = decode(bytes, &DecodeLimits::default()).expect("test image decodes");
-    let quality = image.blocks.jpeg.as_ref().and_then(estimate_quality);
-    Views::new(&image, quality)
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img.clone())
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .expect("PNG encodes");
-    out
-}
+/// A camera JPEG from the shared corpus (Nikon E990, 2048×1536), relative to `../shared/`.
+const PHOTO: &str = "corpus/real/metadata-extractor/jpg/Nikon E990.jpg";
 
 fn analyse_png(img: &RgbImage) -> (Views, PixelFinding) {
     let views = views_of(&png(img));
@@ -36,8 +22,7 @@ fn analyse_png(img: &RgbImage) -> (Views, PixelFinding) {
 
 /// The corpus photo down-scaled 2× (Triangle): its own demosaicing traces are gone.
 fn downscaled_photo() -> RgbImage {
-    let bytes = std::fs::read(PHOTO).expect("corpus photo is readable");
-    let photo = decode(&bytes, &DecodeLimits::default()).expect("corpus photo decodes").rgb;
+    let photo = shared_rgb(PHOTO);
     imageops::resize(&photo, photo.width() / 2, photo.height() / 2, imageops::FilterType::Triangle)
 }
 
@@ -306,7 +291,7 @@ fn abstains_on_an_upscaled_image() {
 
 #[test]
 fn camera_jpeg_is_judged_and_timed() {
-    let views = views_of(&std::fs::read(PHOTO).unwrap());
+    let views = views_of(&read_shared(PHOTO));
     let finding = physics::analyse(&views);
     assert!(!finding.report.abstained, "{:?}", finding.report);
     assert!(finding.report.elapsed_ms > 0.0);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use common::redis::RedisServer;
-use tellscan::auth::key::{ApiKey, KeyId, KeyRecord, KeyState, Tier};
+use tellscan::auth::key::{AccountId, ApiKey, KeyId, KeyRecord, KeyState, Tier};
 use tellscan::quota::{QuotaState, Source, TierLimits, WindowKind, Windows};
 use tellscan::store::embedded::EmbeddedStore;
 use tellscan::store::redis::RedisStore;
@@ -39,6 +39,7 @@ fn record(id: &KeyId, name: &str) -> KeyRecord {
     KeyRecord {
         id: id.clone(),
         name: name.to_string(),
+        account: Some(AccountId::generate()),
         tier: Tier::parse("free").expect("valid tier"),
         state: KeyState::Active,
         secret_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_string(),

@@ -1,36 +1,19 @@
 //! The visual module: splice localisation on constructed composites, abstention on inputs its
 //! evidence cannot survive, and each statistic on synthetic pictures with a known answer.
 
+mod common;
+
+use common::{png, shared_rgb, views_of};
 use image::{Rgb, RgbImage};
 use tellscan::eval::transform::encode_jpeg;
 use tellscan::forensics::decode::{decode, DecodeLimits};
-use tellscan::forensics::metadata::quant::estimate_quality;
 use tellscan::forensics::report::Flag;
 use tellscan::forensics::views::{Plane, Views};
 use tellscan::forensics::visual::{self, blocks, colour, edges};
 
-fn shared(rel: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/")).join(rel)
-}
-
+/// A picture of the shared corpus, decoded.
 fn corpus_rgb(rel: &str) -> RgbImage {
-    let bytes = std::fs::read(shared(&format!("corpus/{rel}"))).unwrap_or_else(|e| panic!("{rel}: {e}"));
-    decode(&bytes, &DecodeLimits::default()).unwrap().rgb
-}
-
-/// Views of an encoded file, as the detector builds them.
-fn views_of(bytes: &[u8]) -> Views {
-    let img = decode(bytes, &DecodeLimits::default()).unwrap();
-    let quality = img.blocks.jpeg.as_ref().and_then(estimate_quality);
-    Views::new(&img, quality)
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img.clone())
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
+    shared_rgb(&format!("corpus/{rel}"))
 }
 
 /// A small deterministic generator (xorshift) and a Gaussian from it (Box-Muller).

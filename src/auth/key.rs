@@ -58,6 +58,53 @@ impl fmt::Display for KeyId {
     }
 }
 
+/// The account a key belongs to: 16 lower-case hex digits. Keys of one account share its
+/// analyses and webhook secret; rotation keeps the account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// Parse an account id (the same shape as a key id).
+    pub fn parse(s: &str) -> Result<AccountId, KeyFormatError> {
+        KeyId::parse(s).map(|id| AccountId(id.0)).map_err(|_| KeyFormatError::Account)
+    }
+
+    /// A fresh random account id.
+    pub fn generate() -> AccountId {
+        AccountId(random_hex(ID_BYTES))
+    }
+
+    /// The account of a key created before accounts existed: its own id.
+    pub fn of_legacy_key(id: &KeyId) -> AccountId {
+        AccountId(id.0.clone())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountId {
+    type Error = KeyFormatError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        AccountId::parse(&s)
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(id: AccountId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A key as presented by a client. `Debug` hides the secret so it cannot reach a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -120,6 +167,9 @@ pub enum KeyFormatError {
     /// The secret is not 64 hex digits.
     #[error("the key secret is not 64 hex digits")]
     Secret,
+    /// An account id is not 16 lower-case hex digits.
+    #[error("the account id is not 16 lower-case hex digits")]
+    Account,
 }
 
 /// Lifecycle of a key.
@@ -201,6 +251,10 @@ pub struct KeyRecord {
     pub id: KeyId,
     /// Owner-chosen label.
     pub name: String,
+    /// The account the key belongs to (absent in records written before accounts existed:
+    /// see [`KeyRecord::account`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
     /// Quota tier.
     pub tier: Tier,
     /// Lifecycle state.
@@ -213,6 +267,13 @@ pub struct KeyRecord {
     pub rotated_at: Option<DateTime<Utc>>,
     /// Last successful verification (updated once per key-cache period, not per request).
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl KeyRecord {
+    /// The key's account.
+    pub fn account(&self) -> AccountId {
+        self.account.clone().unwrap_or_else(|| AccountId::of_legacy_key(&self.id))
+    }
 }
 
 fn random_hex(bytes: usize) -> String {

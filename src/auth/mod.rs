@@ -19,13 +19,15 @@ use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
 use crate::store::{SharedStore, StoreError};
-use key::{ApiKey, KeyFormatError, KeyId, KeyRecord, KeyState, Tier};
+use key::{AccountId, ApiKey, KeyFormatError, KeyId, KeyRecord, KeyState, Tier};
 
 /// Who is calling: the verified key's id and tier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The key id.
     pub key_id: KeyId,
+    /// The account the key belongs to.
+    pub account: AccountId,
     /// Its tier.
     pub tier: Tier,
 }
@@ -148,7 +150,11 @@ impl KeyService {
         let outcome = match record.state {
             KeyState::Active => {
                 if self.verify_secret(key, &record.secret_hash).await {
-                    Cached::Valid(Principal { key_id: record.id.clone(), tier: record.tier.clone() })
+                    Cached::Valid(Principal {
+                        key_id: record.id.clone(),
+                        account: record.account(),
+                        tier: record.tier.clone(),
+                    })
                 } else {
                     Cached::WrongSecret
                 }
@@ -201,12 +207,23 @@ impl KeyService {
         cache.retain(|_, (_, cached_id, _)| cached_id != id);
     }
 
-    /// Create a key.
+    /// Create a key in a new account.
     pub async fn create(&self, name: &str, tier: Tier) -> anyhow::Result<IssuedKey> {
+        self.create_in(name, tier, None).await
+    }
+
+    /// Create a key in `account` (a new account when `None`).
+    pub async fn create_in(
+        &self,
+        name: &str,
+        tier: Tier,
+        account: Option<AccountId>,
+    ) -> anyhow::Result<IssuedKey> {
         let key = ApiKey::generate();
         let record = KeyRecord {
             id: key.id.clone(),
             name: clean_name(name)?,
+            account: Some(account.unwrap_or_else(AccountId::generate)),
             tier,
             state: KeyState::Active,
             secret_hash: hash_secret(&key).await?,
@@ -297,4 +314,38 @@ async fn hash_secret(key: &ApiKey) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("cannot hash the key: {e}"))
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn keys_share_an_account_and_rotation_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys =
+            KeyService::new(Arc::new(EmbeddedStore::open(dir.path()).unwrap()), Duration::from_secs(60));
+        let free = Tier::parse("free").unwrap();
+        let first = keys.create("a", free.clone()).await.unwrap();
+        let account = first.record.account();
+        let second = keys.create_in("b", free.clone(), Some(account.clone())).await.unwrap();
+        assert_eq!(second.record.account(), account);
+        let other = keys.create("c", free).await.unwrap();
+        assert_ne!(other.record.account(), account);
+        let rotated = keys.rotate(&first.record.id).await.unwrap();
+        assert_eq!(rotated.record.account(), account);
+        let principal = keys.authenticate(Some(&rotated.key.reveal())).await.unwrap();
+        assert_eq!(principal.account, account);
+    }
+
+    #[test]
+    fn a_record_without_an_account_belongs_to_its_own() {
+        let json = r#"{"id":"0123456789abcdef","name":"old","tier":"free","state":"active",
+            "secret_hash":"$argon2id$x","created_at":"2026-01-01T00:00:00Z","rotated_at":null,"last_used_at":null}"#;
+        let record: KeyRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(record.account().as_str(), "0123456789abcdef");
+    }
 }

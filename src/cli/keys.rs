@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::serve::{runtime, StoreArgs};
-use crate::auth::key::{KeyId, KeyRecord, KeyState};
+use crate::auth::key::{AccountId, KeyId, KeyRecord, KeyState};
 use crate::auth::KeyService;
 use crate::http::open_store;
 use crate::store::StoreError;
@@ -24,6 +24,9 @@ pub enum KeysCommand {
         /// A label for humans.
         #[arg(long)]
         name: String,
+        /// Add the key to this existing account (16 hex digits) instead of a new one.
+        #[arg(long)]
+        account: Option<String>,
     },
     /// List keys (never secrets).
     List {
@@ -67,9 +70,10 @@ pub fn run(store_args: &StoreArgs, command: &KeysCommand) -> anyhow::Result<std:
         let store = open_store(&settings).map_err(|e| explain_locked(e, &settings))?;
         let keys = KeyService::new(Arc::clone(&store), Duration::ZERO);
         match command {
-            KeysCommand::Create { tier, name } => {
+            KeysCommand::Create { tier, name, account } => {
                 let tier = settings.quota.tier(tier)?;
-                let issued = keys.create(name, tier).await?;
+                let account = account.as_deref().map(AccountId::parse).transpose()?;
+                let issued = keys.create_in(name, tier, account).await?;
                 print_record(&issued.record);
                 println!("store this key now; it cannot be shown again:");
                 println!("{}", issued.key.reveal());
@@ -122,13 +126,20 @@ pub fn run(store_args: &StoreArgs, command: &KeysCommand) -> anyhow::Result<std:
 
 fn public_view(r: &KeyRecord) -> serde_json::Value {
     serde_json::json!({
-        "id": r.id, "name": r.name, "tier": r.tier, "state": r.state,
+        "id": r.id, "name": r.name, "account": r.account(), "tier": r.tier, "state": r.state,
         "created_at": r.created_at, "rotated_at": r.rotated_at, "last_used_at": r.last_used_at,
     })
 }
 
 fn print_record(r: &KeyRecord) {
-    println!("id: {}  tier: {}  state: {}  name: {}", r.id, r.tier, r.state.name(), r.name);
+    println!(
+        "id: {}  account: {}  tier: {}  state: {}  name: {}",
+        r.id,
+        r.account(),
+        r.tier,
+        r.state.name(),
+        r.name
+    );
 }
 
 fn explain_locked(e: anyhow::Error, settings: &crate::config::Settings) -> anyhow::Error {

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use super::api::ApiTags;
 use super::errors::ApiError;
 use super::AppState;
-use crate::auth::key::{KeyId, KeyRecord, KeyState};
+use crate::auth::key::{AccountId, KeyId, KeyRecord, KeyState};
 use crate::auth::{IssuedKey, UnknownKey};
 
 /// The admin token, `Authorization: Bearer <token>`.
@@ -29,6 +29,8 @@ pub struct KeyView {
     pub id: String,
     /// Label.
     pub name: String,
+    /// The account the key belongs to (its keys share analyses and the webhook secret).
+    pub account: String,
     /// Tier.
     pub tier: String,
     /// `active`, `disabled` or `revoked`.
@@ -46,6 +48,7 @@ impl From<&KeyRecord> for KeyView {
         KeyView {
             id: r.id.to_string(),
             name: r.name.clone(),
+            account: r.account().to_string(),
             tier: r.tier.to_string(),
             state: r.state.name().into(),
             created_at: r.created_at.to_rfc3339(),
@@ -77,6 +80,8 @@ pub struct CreateKey {
     pub name: String,
     /// A configured tier (`free`, `premium`, `enterprise` by default).
     pub tier: String,
+    /// Add the key to this existing account instead of a new one.
+    pub account: Option<String>,
 }
 
 /// `PUT /admin/keys/{id}/tier`.
@@ -152,7 +157,13 @@ impl AdminApi {
     ) -> Result<Created, ApiError> {
         check(&state, &token)?;
         let tier = state.settings.quota.tier(&body.tier).map_err(failure)?;
-        let issued = state.keys.create(&body.name, tier).await.map_err(failure)?;
+        let account = body
+            .account
+            .as_deref()
+            .map(AccountId::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_account", e.to_string()))?;
+        let issued = state.keys.create_in(&body.name, tier, account).await.map_err(failure)?;
         tracing::info!(key_id = %issued.record.id, tier = %issued.record.tier, "key created");
         Ok(Created::Created(Json(issued.into())))
     }

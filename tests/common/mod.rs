@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use tellscan::forensics::decode::{decode, DecodeLimits};
+use tellscan::forensics::metadata::quant::estimate_quality;
+use tellscan::forensics::views::Views;
 use tellscan::forensics::{Detector, DetectorConfig};
 
 /// `../shared/` beside the project root.
@@ -56,6 +59,26 @@ pub fn jpeg_with_segment(jpeg: &[u8], marker: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out.extend_from_slice(&jpeg[2..]);
     out
+}
+
+/// Encode an RGB picture as PNG (lossless).
+pub fn png(img: &image::RgbImage) -> Vec<u8> {
+    encode(img, image::ImageFormat::Png)
+}
+
+/// Decode an encoded file and build its views as the detector does (JPEG quality estimated
+/// from the quantisation tables).
+pub fn views_of(bytes: &[u8]) -> Views {
+    let img = decode(bytes, &DecodeLimits::default()).expect("test image decodes");
+    let quality = img.blocks.jpeg.as_ref().and_then(estimate_quality);
+    Views::new(&img, quality)
+}
+
+/// Decode a picture under `../shared/` to RGB.
+pub fn shared_rgb(rel: &str) -> image::RgbImage {
+    decode(&read_shared(rel), &DecodeLimits::default())
+        .unwrap_or_else(|e| panic!("shared/{rel} does not decode: {e}"))
+        .rgb
 }
 
 pub mod redis;

@@ -128,3 +128,95 @@ pub fn form(bytes: Vec<u8>, file_name: &str, model: Option<&str>) -> reqwest::mu
 pub fn small_jpeg() -> Vec<u8> {
     super::encode(&super::picture(320, 240), image::ImageFormat::Jpeg)
 }
+
+/// `POST /api/detect` with `form`, and `x-api-key` / `x-detection-source` when given.
+pub fn detect_request(
+    server: &TestServer,
+    key: Option<&str>,
+    source: Option<&str>,
+    form: reqwest::multipart::Form,
+) -> reqwest::RequestBuilder {
+    let mut request = client().post(server.url("/api/detect")).multipart(form);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    if let Some(source) = source {
+        request = request.header("x-detection-source", source);
+    }
+    request
+}
+
+/// `GET /api/usage/status`, with `x-api-key` when given (consumes no quota).
+pub fn usage_request(server: &TestServer, key: Option<&str>) -> reqwest::RequestBuilder {
+    let request = client().get(server.url("/api/usage/status"));
+    match key {
+        Some(key) => request.header("x-api-key", key),
+        None => request,
+    }
+}
+
+/// An admin API call (`GET`, `POST` or `PUT`), with `Authorization: Bearer <token>` when a
+/// token is given and a JSON body when one is given.
+pub fn admin_request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let url = server.url(path);
+    let c = client();
+    let mut request = match method {
+        "GET" => c.get(url),
+        "POST" => c.post(url),
+        "PUT" => c.put(url),
+        other => panic!("unexpected method {other}"),
+    };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request
+}
+
+/// The status and the JSON body of an answer.
+pub async fn status_json(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+/// Used counts of the minute, day and month windows of a `/api/usage/status` body.
+pub fn used(usage: &serde_json::Value) -> [u64; 3] {
+    ["minute", "day", "month"].map(|w| {
+        usage["windows"][w]["used"].as_u64().unwrap_or_else(|| panic!("windows.{w}.used in {usage}"))
+    })
+}
+
+/// The public id of a key `imag_<id>_<secret>`.
+pub fn key_id(key: &str) -> &str {
+    key.strip_prefix("imag_").and_then(|r| r.split('_').next()).expect("key shape")
+}
+
+/// The secret part of a key `imag_<id>_<secret>`.
+pub fn key_secret(key: &str) -> &str {
+    key.rsplit('_').next().expect("key shape")
+}
+
+/// Milliseconds left in the current UTC minute.
+pub fn ms_left_in_minute() -> u64 {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    60_000 - (u64::from(now.second()) * 1000 + u64::from(now.timestamp_subsec_millis()).min(999))
+}
+
+/// When fewer than `margin_secs` seconds are left in the current UTC minute, wait for the next
+/// one, so that requests that follow all land in one minute window (waits at most
+/// `margin_secs` seconds).
+pub async fn away_from_minute_edge(margin_secs: u64) {
+    let left = ms_left_in_minute();
+    if left < margin_secs * 1000 {
+        tokio::time::sleep(std::time::Duration::from_millis(left + 300)).await;
+    }
+}
