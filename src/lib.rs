@@ -3,6 +3,7 @@
 //! The detector is a plain library in [`forensics`]; the command-line tool in [`cli`]
 //! and (later) the HTTP service are thin layers over it.
 
+pub mod analyses;
 pub mod auth;
 pub mod cli;
 pub mod config;

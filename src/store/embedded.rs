@@ -35,9 +35,9 @@ pub const FILE_NAME: &str = "tellscan.redb";
 
 /// The redb-backed store.
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
     path: PathBuf,
-    dirty: Arc<AtomicBool>,
+    pub(super) dirty: Arc<AtomicBool>,
     last_sweep: AtomicI64,
 }
 
@@ -74,7 +74,7 @@ impl EmbeddedStore {
     }
 
     /// Run blocking redb work off the async workers.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -85,7 +85,7 @@ impl EmbeddedStore {
     }
 }
 
-fn db_err(e: impl Into<redb::Error>) -> StoreError {
+pub(super) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Unavailable(e.into().to_string())
 }
 

@@ -9,8 +9,11 @@
 //! of counters, which windows a request touches and when they expire are decided here, so
 //! the backends only store and count.
 
+pub mod analyses;
 pub mod embedded;
+mod embedded_analyses;
 pub mod redis;
+mod redis_analyses;
 
 use std::sync::Arc;
 

@@ -128,26 +128,29 @@ impl RedisStore {
     }
 
     /// Run one operation under the store's deadline.
-    async fn bounded<T>(&self, op: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    pub(super) async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         tokio::time::timeout(self.timeout, op).await.map_err(|_| {
             StoreError::Unavailable(format!("Redis did not answer within {} ms", self.timeout.as_millis()))
         })?
     }
 
     /// A pooled connection (recycled with a PING, so a dead one is replaced, not returned).
-    async fn conn(&self) -> Result<Connection, StoreError> {
+    pub(super) async fn conn(&self) -> Result<Connection, StoreError> {
         self.pool.get().await.map_err(pool_err)
     }
 }
 
-fn pool_err(e: PoolError) -> StoreError {
+pub(super) fn pool_err(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => redis_err(e),
         other => StoreError::Unavailable(format!("Redis pool: {other}")),
     }
 }
 
-fn redis_err(e: RedisError) -> StoreError {
+pub(super) fn redis_err(e: RedisError) -> StoreError {
     match e.kind() {
         // The server answered, but with something the store never writes.
         ErrorKind::UnexpectedReturnType => StoreError::Corrupt(format!("Redis reply: {e}")),

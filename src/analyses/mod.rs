@@ -1,0 +1,156 @@
+//! Asynchronous analyses: a submitted image gets an id at once, a worker analyses it later,
+//! the client polls or receives a webhook, and deletes the data when done.
+//!
+//! This module holds the typed records; the stores (`crate::store`) keep them and the work
+//! queue, so several replicas on one Redis share one queue.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::key::{AccountId, KeyId};
+use crate::forensics::Report;
+use crate::quota::Source;
+
+/// Bytes of randomness in an analysis id (128 bits: ids are unguessable).
+const ID_BYTES: usize = 16;
+
+/// An analysis id: 32 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AnalysisId(String);
+
+/// A string that is not an analysis id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an analysis id (32 lower-case hex digits)")]
+pub struct InvalidAnalysisId(pub String);
+
+impl AnalysisId {
+    /// Parse an id from a path.
+    pub fn parse(s: &str) -> Result<AnalysisId, InvalidAnalysisId> {
+        if s.len() == 2 * ID_BYTES && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(AnalysisId(s.to_string()))
+        } else {
+            Err(InvalidAnalysisId(s.chars().take(40).collect()))
+        }
+    }
+
+    /// A fresh random id.
+    pub fn generate() -> AnalysisId {
+        let mut buf = [0u8; ID_BYTES];
+        getrandom::fill(&mut buf).expect("the operating system's random generator is available");
+        AnalysisId(hex::encode(buf))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AnalysisId {
+    type Error = InvalidAnalysisId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        AnalysisId::parse(&s)
+    }
+}
+
+impl From<AnalysisId> for String {
+    fn from(id: AnalysisId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for AnalysisId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an analysis stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalysisStatus {
+    /// Queued or being analysed.
+    Processing,
+    /// Analysed; the result is there.
+    Completed,
+    /// Could not be analysed; the error is there.
+    Failed,
+}
+
+/// Why an analysis failed, in the API's error shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisError {
+    /// Stable code (`undecodable_image`, `image_too_large`, …).
+    pub error: String,
+    /// A sentence for humans.
+    pub detail: String,
+}
+
+/// One webhook delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed, when it did (refused address, timeout, non-2xx…).
+    pub error: Option<String>,
+}
+
+/// Everything kept about one analysis (the image is kept apart, and only until analysed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisRecord {
+    /// Its id.
+    pub id: AnalysisId,
+    /// The account that submitted it; only that account may read or delete it.
+    pub account: AccountId,
+    /// The key that submitted it.
+    pub key_id: KeyId,
+    /// Where it stands.
+    pub status: AnalysisStatus,
+    /// The uploaded file's name, or the URL's last path segment.
+    pub file_name: Option<String>,
+    /// MIME type decided from the bytes.
+    pub file_type: String,
+    /// The client's own reference (≤ 128 printable characters).
+    pub external_id: Option<String>,
+    /// Requested generator slug.
+    pub model: Option<String>,
+    /// Detection source of the submission.
+    pub source: Source,
+    /// Where to deliver the result.
+    pub callback_url: Option<String>,
+    /// Submission time.
+    pub created_at: DateTime<Utc>,
+    /// When it completed or failed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The detection report, when completed.
+    pub result: Option<Report>,
+    /// The failure, when failed.
+    pub error: Option<AnalysisError>,
+    /// Times a worker claimed it (more than 1 after a worker died or timed out).
+    pub attempts: u32,
+    /// Webhook delivery attempts, oldest first.
+    pub deliveries: Vec<Delivery>,
+    /// Whether the webhook was delivered (a 2xx answer).
+    pub delivered: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_strictly() {
+        let id = AnalysisId::generate();
+        assert_eq!(AnalysisId::parse(id.as_str()), Ok(id.clone()));
+        assert!(AnalysisId::parse(&id.as_str().to_uppercase()).is_err());
+        assert!(AnalysisId::parse("../../etc/passwd").is_err());
+        assert!(AnalysisId::parse(&id.as_str()[1..]).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! `AnalysisStore` for the embedded store (being written).

@@ -1,0 +1,1 @@
+//! `AnalysisStore` for the Redis store (being written).
