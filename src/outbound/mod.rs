@@ -3,4 +3,5 @@
 //! signatures.
 
 pub mod address;
+pub mod client;
 pub mod signature;
