@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        tellscan::outbound::client::install_crypto_provider();
         let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(1024).build()?;
         let results: Arc<Mutex<BTreeMap<u16, Vec<f64>>>> = Arc::default();
         let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));

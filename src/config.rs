@@ -31,8 +31,24 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Tiers and failure policy.
     pub quota: QuotaSettings,
+    /// Asynchronous analyses.
+    pub analyses: AnalysesSettings,
     /// Decoder limits and C2PA trust.
     pub detector: DetectorSettings,
+}
+
+/// `[analyses]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysesSettings {
+    /// Analyses worked on at once by this replica.
+    pub workers: usize,
+    /// Seconds a claim hides an analysis from other workers.
+    pub visibility_secs: u64,
+    /// Seconds an analysed image is kept (0: dropped when the analysis finishes).
+    pub keep_images_secs: u64,
+    /// Seconds results are kept.
+    pub keep_results_secs: u64,
 }
 
 /// `[server]`.

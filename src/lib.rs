@@ -11,5 +11,6 @@ pub mod eval;
 pub mod forensics;
 pub mod http;
 pub mod outbound;
+pub mod pool;
 pub mod quota;
 pub mod store;

@@ -4,6 +4,8 @@
 //! This module holds the typed records; the stores (`crate::store`) keep them and the work
 //! queue, so several replicas on one Redis share one queue.
 
+pub mod worker;
+
 use std::fmt;
 
 use chrono::{DateTime, Utc};

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use super::serve::{runtime, StoreArgs};
 use crate::auth::key::{AccountId, KeyId, KeyRecord, KeyState};
 use crate::auth::KeyService;
-use crate::http::open_store;
+use crate::http::open_stores;
 use crate::store::StoreError;
 
 /// Key-management subcommands.
@@ -67,7 +67,7 @@ pub enum KeysCommand {
 pub fn run(store_args: &StoreArgs, command: &KeysCommand) -> anyhow::Result<std::process::ExitCode> {
     let settings = store_args.settings()?;
     runtime()?.block_on(async move {
-        let store = open_store(&settings).map_err(|e| explain_locked(e, &settings))?;
+        let store = open_stores(&settings).map_err(|e| explain_locked(e, &settings))?.store;
         let keys = KeyService::new(Arc::clone(&store), Duration::ZERO);
         match command {
             KeysCommand::Create { tier, name, account } => {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::config::Settings;
-use crate::http::{open_store, shutdown_signal, AppState, Bound};
+use crate::http::{open_stores, shutdown_signal, AppState, Bound};
 
 /// Settings every store-using command shares (`serve`, `keys`).
 #[derive(Debug, Clone, clap::Args)]
@@ -46,10 +46,10 @@ pub fn run(store: &StoreArgs, addr: Option<std::net::SocketAddr>) -> anyhow::Res
         settings.server.addr = addr;
     }
     runtime()?.block_on(async move {
-        let store = open_store(&settings)?;
-        let kind = store.kind();
+        let stores = open_stores(&settings)?;
+        let kind = stores.store.kind();
         let addr = settings.server.addr;
-        let state = AppState::build(settings, store)?;
+        let state = AppState::build(settings, stores)?;
         let bound = Bound::bind(state, addr).await?;
         let local = bound.local_addr().unwrap_or(addr);
         // the one line operators and scripts wait for

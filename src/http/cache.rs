@@ -28,6 +28,16 @@ impl ResultCache {
         entries.get(&(*digest, options)).cloned()
     }
 
+    /// Forget every report of an image (a deleted analysis must leave nothing behind).
+    pub fn remove(&self, digest: &[u8; 32]) {
+        if let Some(entries) = &self.entries {
+            let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+            for from_extension in [false, true] {
+                entries.pop(&(*digest, DetectOptions { from_extension }));
+            }
+        }
+    }
+
     /// Remember a report.
     pub fn put(&self, digest: [u8; 32], options: DetectOptions, report: Arc<Report>) {
         if let Some(entries) = &self.entries {

@@ -3,12 +3,12 @@
 //! routes (tests start it on a random loopback port); [`serve`] runs it until a signal.
 
 pub mod admin;
+pub mod analyses_api;
 pub mod api;
 pub mod cache;
 pub mod errors;
 pub mod guard;
 pub mod metrics;
-pub mod pool;
 pub mod ratelimit;
 pub mod report_schema;
 
@@ -20,10 +20,13 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
 use poem_openapi::OpenApiService;
 
+use crate::analyses::worker::Workers;
 use crate::auth::KeyService;
 use crate::config::Settings;
 use crate::forensics::Detector;
+use crate::pool::DetectionPool;
 use crate::quota::QuotaGate;
+use crate::store::analyses::SharedAnalyses;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::SharedStore;
@@ -31,7 +34,6 @@ use cache::ResultCache;
 use errors::error_response;
 use guard::SourceTag;
 use metrics::Metrics;
-use pool::DetectionPool;
 
 /// Everything a request needs, built once at start-up and shared.
 pub struct AppState {
@@ -41,6 +43,8 @@ pub struct AppState {
     pub detector: Arc<Detector>,
     /// Keys and counters.
     pub store: SharedStore,
+    /// Analysis records and queue.
+    pub analyses: SharedAnalyses,
     /// Key verification and management.
     pub keys: KeyService,
     /// Quota admission.
@@ -53,21 +57,36 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
+/// The stores the settings select: keys and counters, and analyses (the same backend).
+pub struct Stores {
+    /// Keys and quota counters.
+    pub store: SharedStore,
+    /// Analysis records and their work queue.
+    pub analyses: SharedAnalyses,
+}
+
 /// Open the store the settings select.
-pub fn open_store(settings: &Settings) -> anyhow::Result<SharedStore> {
+pub fn open_stores(settings: &Settings) -> anyhow::Result<Stores> {
     Ok(match settings.store.redis_url() {
-        Some(url) => Arc::new(RedisStore::connect(
-            url,
-            settings.store.redis_pool_size,
-            Duration::from_millis(settings.store.redis_timeout_ms),
-        )?),
-        None => Arc::new(EmbeddedStore::open(&settings.server.data_dir)?),
+        Some(url) => {
+            let redis = Arc::new(RedisStore::connect(
+                url,
+                settings.store.redis_pool_size,
+                Duration::from_millis(settings.store.redis_timeout_ms),
+            )?);
+            Stores { store: Arc::clone(&redis) as SharedStore, analyses: redis }
+        }
+        None => {
+            let embedded = Arc::new(EmbeddedStore::open(&settings.server.data_dir)?);
+            Stores { store: Arc::clone(&embedded) as SharedStore, analyses: embedded }
+        }
     })
 }
 
 impl AppState {
-    /// Build the state over an open store.
-    pub fn build(settings: Settings, store: SharedStore) -> anyhow::Result<Arc<AppState>> {
+    /// Build the state over open stores.
+    pub fn build(settings: Settings, stores: Stores) -> anyhow::Result<Arc<AppState>> {
+        let Stores { store, analyses } = stores;
         let detector = Arc::new(Detector::new(&settings.detector.detector_config())?);
         let keys = KeyService::new(Arc::clone(&store), Duration::from_secs(settings.keys.cache_ttl_secs));
         let metrics = Metrics::new(keys.argon2_counter());
@@ -75,13 +94,18 @@ impl AppState {
             QuotaGate::new(Arc::clone(&store), settings.quota.tiers.clone(), settings.quota.on_store_error);
         let pool = DetectionPool::new(settings.workers(), settings.server.queue)?;
         let cache = ResultCache::new(settings.server.result_cache_entries);
-        Ok(Arc::new(AppState { settings, detector, store, keys, quota, pool, cache, metrics }))
+        Ok(Arc::new(AppState { settings, detector, store, analyses, keys, quota, pool, cache, metrics }))
     }
 }
 
 /// The OpenAPI service (public and admin operations).
-pub fn openapi_service() -> OpenApiService<(api::PublicApi, admin::AdminApi), ()> {
-    OpenApiService::new((api::PublicApi, admin::AdminApi), "tellscan", env!("CARGO_PKG_VERSION")).description(
+pub fn openapi_service() -> OpenApiService<(api::PublicApi, analyses_api::AnalysesApi, admin::AdminApi), ()> {
+    OpenApiService::new(
+        (api::PublicApi, analyses_api::AnalysesApi, admin::AdminApi),
+        "tellscan",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
         "Tells whether an image was made by a generative model, and why: a 0-100 score, a verdict, \
              the evidence of every forensic module, and quota headers.",
     )
@@ -155,6 +179,8 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/metrics" => "/metrics",
         "/admin/keys" => "/admin/keys",
+        "/api/v1/analyses" => "/api/v1/analyses",
+        p if p.starts_with("/api/v1/analyses/") => "/api/v1/analyses/{id}",
         p if p.starts_with("/admin/keys/") => match p.rsplit('/').next() {
             Some("rotate") => "/admin/keys/{id}/rotate",
             Some("disable") => "/admin/keys/{id}/disable",
@@ -194,10 +220,23 @@ impl Bound {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let state = self.state;
         let flusher = tokio::spawn(flush_loop(Arc::clone(&state.store)));
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let workers = tokio::spawn(
+            Workers {
+                analyses: Arc::clone(&state.analyses),
+                detector: Arc::clone(&state.detector),
+                pool: Arc::clone(&state.pool),
+                settings: state.settings.analyses.clone(),
+            }
+            .run(workers_stopped),
+        );
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app(Arc::clone(&state)), shutdown, Some(grace))
             .await;
+        // workers finish the analysis they hold; the rest stays queued for the next start
+        let _ = stop_workers.send(true);
+        let _ = workers.await;
         flusher.abort();
         if let Err(e) = state.store.flush().await {
             tracing::error!("final flush of the store failed: {e}");

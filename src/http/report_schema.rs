@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 
 use crate::forensics::report::Flag;
 use crate::forensics::{Report, Verdict};
@@ -234,6 +234,12 @@ impl Type for ReportJson {
 
     fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
         Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for ReportJson {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        serde_json::from_value(value.unwrap_or_default()).map(ReportJson).map_err(ParseError::custom)
     }
 }
 

@@ -201,8 +201,9 @@ fn classify(e: reqwest::Error) -> FetchError {
     }
 }
 
-/// rustls needs one process-wide crypto provider; ring is the one built in.
-fn install_crypto_provider() {
+/// rustls needs one process-wide crypto provider; ring is the one built in. Anything in
+/// this process that builds a reqwest client (tests, benches) calls this first.
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // another part of the process may have installed one already; either is fine

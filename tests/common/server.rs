@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tellscan::auth::key::Tier;
 use tellscan::config::Settings;
-use tellscan::http::{open_store, AppState, Bound};
+use tellscan::http::{open_stores, AppState, Bound};
 use tokio::sync::oneshot;
 
 /// The admin token every test server is started with.
@@ -65,9 +65,9 @@ impl TestServer {
 
     /// Start with exactly these settings.
     pub async fn start(settings: Settings) -> TestServer {
-        let store = open_store(&settings).expect("store opens");
+        let stores = open_stores(&settings).expect("store opens");
         let addr = settings.server.addr;
-        let state = AppState::build(settings, store).expect("state builds");
+        let state = AppState::build(settings, stores).expect("state builds");
         let bound = Bound::bind(Arc::clone(&state), addr).await.expect("binds");
         let addr = bound.local_addr().expect("local address");
         assert!(addr.ip().is_loopback(), "test servers listen on loopback only");
@@ -111,6 +111,8 @@ impl Drop for TestServer {
 
 /// An HTTP client that never uses a proxy (tests talk to loopback only).
 pub fn client() -> reqwest::Client {
+    // reqwest is built without a bundled TLS provider; the service installs ring
+    tellscan::outbound::client::install_crypto_provider();
     reqwest::Client::builder().no_proxy().build().expect("client builds")
 }
 

@@ -1,0 +1,145 @@
+//! The analysis workers: each takes a detection slot, claims the oldest queued analysis,
+//! runs the detector on it, and records the outcome. The store's claim/finish semantics make
+//! this safe across replicas: a job whose worker died is handed out again after the
+//! visibility timeout, and only the first finisher's result is kept.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{AnalysisError, AnalysisRecord, AnalysisStatus};
+use crate::config::AnalysesSettings;
+use crate::forensics::families::ModelSlug;
+use crate::forensics::{DetectOptions, Detector};
+use crate::pool::DetectionPool;
+use crate::store::analyses::SharedAnalyses;
+use crate::store::StoreError;
+
+/// Claims after which an analysis is failed instead of tried again: a job that keeps
+/// killing or stalling its worker must not circle forever.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// How long an idle worker waits before looking at the queue again.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// What one step of a worker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// No detection slot was free.
+    Busy,
+    /// The queue was empty.
+    Idle,
+    /// An analysis was processed; `kept` is false when another finisher came first.
+    Processed {
+        /// The analysis.
+        id: super::AnalysisId,
+        /// Its final status.
+        status: AnalysisStatus,
+        /// Whether this worker's outcome was the one stored.
+        kept: bool,
+    },
+}
+
+/// Everything a worker needs.
+#[derive(Clone)]
+pub struct Workers {
+    /// Records and queue.
+    pub analyses: SharedAnalyses,
+    /// The detector.
+    pub detector: Arc<Detector>,
+    /// The detection threads (shared with synchronous detections).
+    pub pool: Arc<DetectionPool>,
+    /// Timeouts and retention.
+    pub settings: AnalysesSettings,
+}
+
+impl Workers {
+    /// Claim and process one analysis, if a slot and a job are available.
+    pub async fn step(&self) -> Result<Step, StoreError> {
+        let Some(reservation) = self.pool.try_reserve() else {
+            return Ok(Step::Busy);
+        };
+        let visibility = chrono::Duration::seconds(self.settings.visibility_secs as i64);
+        let Some(claimed) = self.analyses.claim(Utc::now(), visibility).await? else {
+            return Ok(Step::Idle);
+        };
+        let mut record = claimed.record;
+        if record.attempts > MAX_ATTEMPTS {
+            drop(reservation);
+            record.completed_at = Some(Utc::now());
+            record.status = AnalysisStatus::Failed;
+            record.error = Some(AnalysisError {
+                error: "analysis_abandoned".into(),
+                detail: format!("the analysis was tried {MAX_ATTEMPTS} times without finishing"),
+            });
+            let kept = self.analyses.finish(&record, true).await?;
+            return Ok(Step::Processed { id: record.id, status: record.status, kept });
+        }
+        let options = DetectOptions { from_extension: record.source.is_extension() };
+        let detector = Arc::clone(&self.detector);
+        let image = claimed.image;
+        let outcome = self.pool.run(reservation, move || detector.detect_with(&image, options)).await;
+        finish_record(&mut record, outcome);
+        let kept = self.analyses.finish(&record, self.settings.keep_images_secs == 0).await?;
+        if !kept {
+            tracing::info!(id = %record.id, "analysis already finished by another worker; this result is dropped");
+        }
+        Ok(Step::Processed { id: record.id, status: record.status, kept })
+    }
+
+    /// Run `workers` loops until `shutdown` resolves; each finishes its current analysis.
+    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut handles = Vec::new();
+        for _ in 0..self.settings.workers.max(1) {
+            let workers = self.clone();
+            let mut shutdown = shutdown.clone();
+            handles.push(tokio::spawn(async move {
+                while !*shutdown.borrow() {
+                    let wait = match workers.step().await {
+                        Ok(Step::Processed { .. }) => None,
+                        Ok(Step::Busy | Step::Idle) => Some(IDLE_WAIT),
+                        Err(e) => {
+                            tracing::warn!("analysis worker: {e}");
+                            Some(IDLE_WAIT * 5)
+                        }
+                    };
+                    if let Some(wait) = wait {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                }
+            }));
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Fill the outcome of a detection into the record.
+fn finish_record(
+    record: &mut AnalysisRecord,
+    outcome: Result<Result<crate::forensics::Report, crate::forensics::DecodeError>, crate::pool::JobFailed>,
+) {
+    record.completed_at = Some(Utc::now());
+    match outcome {
+        Ok(Ok(mut report)) => {
+            report.model =
+                record.model.as_deref().and_then(|m| ModelSlug::parse(m).ok()).map(|m| m.score(&report));
+            record.status = AnalysisStatus::Completed;
+            record.result = Some(report);
+            record.error = None;
+        }
+        Ok(Err(e)) => {
+            record.status = AnalysisStatus::Failed;
+            record.error = Some(AnalysisError { error: e.code().to_string(), detail: e.to_string() });
+        }
+        Err(e) => {
+            record.status = AnalysisStatus::Failed;
+            record.error = Some(AnalysisError { error: "internal_error".into(), detail: e.to_string() });
+        }
+    }
+}

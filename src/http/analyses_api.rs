@@ -1,0 +1,393 @@
+//! Asynchronous analyses over HTTP: submit (one or several files), poll, delete. The same
+//! validation, size limit, sniffing, quotas and error shape as `POST /api/detect`; the work
+//! is done by the analysis workers (`crate::analyses::worker`).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
+
+use super::api::{ApiKeyAuth, ApiTags};
+use super::errors::{ApiError, ErrorBody};
+use super::guard::{keyed, QuotaSlot};
+use super::report_schema::ReportJson;
+use super::AppState;
+use crate::analyses::{AnalysisId, AnalysisRecord, AnalysisStatus};
+use crate::auth::Principal;
+use crate::forensics::families::ModelSlug;
+use crate::forensics::ImageFormat;
+use crate::quota::{Decision, GateError, Source, Ticket};
+
+/// `POST /api/v1/analyses`.
+#[derive(Debug, Multipart)]
+pub struct SubmitForm {
+    /// One or more images (repeat the field for a batch): JPEG, PNG, WebP or HEIC/HEIF, each
+    /// at most 10 MiB, together within the request limit.
+    pub file: Vec<Upload>,
+    /// Optional generator slug (`GET /api/models`).
+    pub model: Option<String>,
+    /// Your own reference for the analysis, returned as given (≤ 128 printable characters).
+    pub external_id: Option<String>,
+}
+
+/// A submitted or polled analysis.
+#[derive(Debug, Object)]
+pub struct AnalysisView {
+    /// The analysis id.
+    pub id: String,
+    /// `processing`, `completed` or `failed`.
+    pub status: String,
+    /// The uploaded file's name.
+    pub file_name: Option<String>,
+    /// MIME type decided from the bytes.
+    pub file_type: String,
+    /// Your reference.
+    pub external_id: Option<String>,
+    /// Submission time (RFC 3339).
+    pub created_at: String,
+    /// Completion time (RFC 3339), when finished.
+    pub completed_at: Option<String>,
+    /// Seconds until completion is expected (submission answers only).
+    pub estimated_completion_seconds: Option<u64>,
+    /// The result, when completed.
+    pub result: Option<AnalysisResult>,
+    /// Why it failed, when failed.
+    pub error: Option<ErrorBody>,
+}
+
+/// One signal of `detection_details`.
+#[derive(Debug, Object)]
+pub struct DetectionDetail {
+    /// The module or signal.
+    pub signal_type: String,
+    /// 0-100.
+    pub confidence: f64,
+    /// What was seen.
+    pub description: String,
+}
+
+/// The result of a completed analysis.
+#[derive(Debug, Object)]
+pub struct AnalysisResult {
+    /// Whether the score is at least 60 (`Likely AI generated` or `AI generated`).
+    pub is_ai_generated: bool,
+    /// The score, 0-100.
+    pub confidence_score: f64,
+    /// `low` (< 40), `medium` (< 60), `high` (< 85) or `critical`.
+    pub risk_level: String,
+    /// Signals behind the score.
+    pub detection_details: Vec<DetectionDetail>,
+    /// Creator, dates, camera, software and dimensions read from the file.
+    pub file_metadata: serde_json::Value,
+    /// The full detection report, as `POST /api/detect` answers it.
+    pub report: ReportJson,
+}
+
+/// Several analyses submitted at once.
+#[derive(Debug, Object)]
+pub struct AnalysisBatch {
+    /// One entry per file, in the order of the form.
+    pub analyses: Vec<AnalysisView>,
+}
+
+/// `DELETE` answer.
+#[derive(Debug, Object)]
+pub struct Deleted {
+    /// The analysis id.
+    pub id: String,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// Submission answers.
+#[derive(ApiResponse)]
+pub enum Submitted {
+    /// One file: its analysis.
+    #[oai(status = 202)]
+    One(Json<Box<AnalysisView>>),
+    /// Several files: one analysis each (the same status code; the body has `analyses`).
+    #[oai(status = 202, actual_type = "Json<AnalysisBatch>")]
+    Batch(Json<AnalysisBatch>),
+}
+
+/// Seconds an analysis is expected to take, per queued analysis ahead of it per worker.
+const SECONDS_PER_ANALYSIS: f64 = 0.5;
+
+/// The analyses API.
+pub struct AnalysesApi;
+
+#[OpenApi(tag = "ApiTags::Detection")]
+impl AnalysesApi {
+    /// Submit one or more images for asynchronous analysis.
+    ///
+    /// Answers 202 at once with an id per file; poll `GET /api/v1/analyses/{id}`. Each file
+    /// counts one request against the key's quotas; a batch is admitted whole or not at all.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/api/v1/analyses", method = "post", transform = "keyed", operation_id = "submit_analyses")]
+    async fn submit(
+        &self,
+        _auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        principal: Data<&Principal>,
+        source: Data<&Source>,
+        slot: Data<&QuotaSlot>,
+        form: SubmitForm,
+    ) -> Result<Submitted, ApiError> {
+        let model = form
+            .model
+            .as_deref()
+            .map(ModelSlug::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+        let external_id = form.external_id.map(check_external_id).transpose()?;
+        if form.file.is_empty() {
+            return Err(ApiError::bad_request("missing_file", "send at least one 'file' field"));
+        }
+        let max = state.settings.server.max_upload_bytes;
+        let mut files = Vec::with_capacity(form.file.len());
+        for upload in form.file {
+            if upload.size() as u64 > max {
+                return Err(ApiError::too_large(max));
+            }
+            let name = upload.file_name().map(|n| n.chars().take(255).collect::<String>());
+            let bytes =
+                upload.into_vec().await.map_err(|e| ApiError::bad_request("bad_request", e.to_string()))?;
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request("empty_file", "a file field is empty"));
+            }
+            let Some(format) = ImageFormat::sniff(&bytes) else {
+                return Err(ApiError::unsupported(
+                    "a file is not JPEG, PNG, WebP or HEIC/HEIF (the format is read from its bytes, not its name)",
+                ));
+            };
+            files.push((name, format, bytes));
+        }
+        let tickets = admit_all(&state, &principal, **source, files.len(), &slot).await?;
+        let (queued, claimed) = state.analyses.queue_depth().await.unwrap_or((0, 0));
+        let ahead = (queued + claimed) as f64 / state.settings.analyses.workers.max(1) as f64;
+        let mut views = Vec::with_capacity(files.len());
+        for (name, format, bytes) in files {
+            let record = AnalysisRecord {
+                id: AnalysisId::generate(),
+                account: principal.account.clone(),
+                key_id: principal.key_id.clone(),
+                status: AnalysisStatus::Processing,
+                file_name: name,
+                file_type: format.mime().to_string(),
+                external_id: external_id.clone(),
+                model: model.map(|m| m.family().slug.to_string()),
+                source: **source,
+                callback_url: None,
+                created_at: Utc::now(),
+                completed_at: None,
+                result: None,
+                error: None,
+                attempts: 0,
+                deliveries: Vec::new(),
+                delivered: false,
+            };
+            if let Err(e) = state.analyses.submit(&record, &bytes).await {
+                // what was not stored is not counted
+                for ticket in &tickets[views.len()..] {
+                    state.quota.refund(ticket).await;
+                }
+                tracing::warn!("cannot queue an analysis: {e}");
+                return Err(ApiError::unavailable(
+                    "store_unavailable",
+                    "the analysis store cannot be reached",
+                    5,
+                ));
+            }
+            let mut view = view_of(&record);
+            view.estimated_completion_seconds =
+                Some((SECONDS_PER_ANALYSIS * (1.0 + ahead + views.len() as f64)).ceil() as u64);
+            views.push(view);
+        }
+        Ok(if views.len() == 1 {
+            Submitted::One(Json(Box::new(views.remove(0))))
+        } else {
+            Submitted::Batch(Json(AnalysisBatch { analyses: views }))
+        })
+    }
+
+    /// Poll an analysis.
+    ///
+    /// 400 for a malformed id, 404 for an unknown one, 403 when it belongs to another account.
+    #[oai(path = "/api/v1/analyses/:id", method = "get", transform = "keyed", operation_id = "get_analysis")]
+    async fn get(
+        &self,
+        _auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        principal: Data<&Principal>,
+        id: Path<String>,
+    ) -> Result<Json<AnalysisView>, ApiError> {
+        let record = owned(&state, &principal, &id).await?;
+        Ok(Json(view_of(&record)))
+    }
+
+    /// Delete an analysis: its image, its result and any cached report, at once.
+    #[oai(
+        path = "/api/v1/analyses/:id",
+        method = "delete",
+        transform = "keyed",
+        operation_id = "delete_analysis"
+    )]
+    async fn delete(
+        &self,
+        _auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        principal: Data<&Principal>,
+        id: Path<String>,
+    ) -> Result<Json<Deleted>, ApiError> {
+        let record = owned(&state, &principal, &id).await?;
+        state.analyses.delete_analysis(&record.id).await.map_err(|_| {
+            ApiError::unavailable("store_unavailable", "the analysis store cannot be reached", 5)
+        })?;
+        if let Some(digest) = record.result.as_ref().and_then(|r| hex::decode(&r.hashes.sha256).ok()) {
+            if let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) {
+                state.cache.remove(&digest);
+            }
+        }
+        Ok(Json(Deleted { id: record.id.to_string(), deleted: true }))
+    }
+}
+
+/// Admit one request per file, all or nothing.
+async fn admit_all(
+    state: &AppState,
+    principal: &Principal,
+    source: Source,
+    count: usize,
+    slot: &QuotaSlot,
+) -> Result<Vec<Ticket>, ApiError> {
+    let mut tickets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let gate = state.quota.admit(principal, source).await;
+        if gate.store_error {
+            state.metrics.decision("store_error");
+        }
+        let refused = match gate.decision {
+            Ok(Decision::Admitted(q, ticket)) => {
+                slot.set(q);
+                state.metrics.decision("allow");
+                tickets.push(ticket);
+                continue;
+            }
+            Ok(Decision::Denied(q)) => {
+                state.metrics.decision("deny");
+                let w = q.constraining();
+                let err = ApiError::quota_exceeded(w.kind.name(), w.limit, q.retry_after());
+                slot.set(q);
+                err
+            }
+            Err(GateError::UnknownTier(t)) => {
+                ApiError::forbidden("unknown_tier", format!("the key's tier '{t}' is not configured"))
+            }
+            Err(GateError::StoreDown(_)) => ApiError::unavailable(
+                "store_unavailable",
+                "the quota store cannot be reached and this server fails closed; retry shortly",
+                5,
+            ),
+        };
+        for ticket in &tickets {
+            state.quota.refund(ticket).await;
+        }
+        return Err(refused);
+    }
+    Ok(tickets)
+}
+
+/// The record `id` names, if it belongs to the caller's account.
+async fn owned(state: &AppState, principal: &Principal, id: &str) -> Result<AnalysisRecord, ApiError> {
+    let id =
+        AnalysisId::parse(id).map_err(|e| ApiError::bad_request("invalid_analysis_id", e.to_string()))?;
+    let record = state
+        .analyses
+        .get_analysis(&id)
+        .await
+        .map_err(|_| ApiError::unavailable("store_unavailable", "the analysis store cannot be reached", 5))?
+        .ok_or_else(|| ApiError::not_found("unknown_analysis", format!("no analysis with id {id}")))?;
+    if record.account != principal.account {
+        return Err(ApiError::forbidden("forbidden", "this analysis belongs to another account"));
+    }
+    Ok(record)
+}
+
+fn check_external_id(value: String) -> Result<String, ApiError> {
+    let ok = !value.is_empty() && value.chars().count() <= 128 && value.chars().all(|c| !c.is_control());
+    if ok {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request("invalid_external_id", "external_id is 1-128 printable characters"))
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `low` < 40 ≤ `medium` < 60 ≤ `high` < 85 ≤ `critical`.
+pub fn risk_level(score: f64) -> &'static str {
+    match score {
+        s if s < 40.0 => "low",
+        s if s < 60.0 => "medium",
+        s if s < 85.0 => "high",
+        _ => "critical",
+    }
+}
+
+fn view_of(record: &AnalysisRecord) -> AnalysisView {
+    let status = match record.status {
+        AnalysisStatus::Processing => "processing",
+        AnalysisStatus::Completed => "completed",
+        AnalysisStatus::Failed => "failed",
+    };
+    AnalysisView {
+        id: record.id.to_string(),
+        status: status.into(),
+        file_name: record.file_name.clone(),
+        file_type: record.file_type.clone(),
+        external_id: record.external_id.clone(),
+        created_at: rfc3339(record.created_at),
+        completed_at: record.completed_at.map(rfc3339),
+        estimated_completion_seconds: None,
+        result: record.result.as_ref().map(|report| AnalysisResult {
+            is_ai_generated: report.score >= 60.0,
+            confidence_score: report.score,
+            risk_level: risk_level(report.score).into(),
+            detection_details: report
+                .details
+                .iter()
+                .map(|d| DetectionDetail {
+                    signal_type: d.signal_type.clone(),
+                    confidence: d.confidence,
+                    description: d.description.clone(),
+                })
+                .collect(),
+            file_metadata: serde_json::to_value(&report.file_metadata).unwrap_or_default(),
+            report: ReportJson(report.clone()),
+        }),
+        error: record.error.as_ref().map(|e| ErrorBody { error: e.error.clone(), detail: e.detail.clone() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::risk_level;
+
+    #[test]
+    fn risk_levels_follow_the_documented_bands() {
+        assert_eq!(risk_level(0.0), "low");
+        assert_eq!(risk_level(39.9), "low");
+        assert_eq!(risk_level(40.0), "medium");
+        assert_eq!(risk_level(59.9), "medium");
+        assert_eq!(risk_level(60.0), "high");
+        assert_eq!(risk_level(84.9), "high");
+        assert_eq!(risk_level(85.0), "critical");
+        assert_eq!(risk_level(100.0), "critical");
+    }
+}

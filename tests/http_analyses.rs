@@ -1,0 +1,173 @@
+//! Asynchronous analyses over real HTTP on both stores: submit, poll until completed, batch,
+//! external_id, accounts, malformed and unknown ids, delete.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::server::{client, small_jpeg, TestServer};
+use serde_json::Value;
+
+fn submit_form(files: Vec<(Vec<u8>, &str)>, external_id: Option<&str>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new();
+    for (bytes, name) in files {
+        form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+    }
+    match external_id {
+        Some(e) => form.text("external_id", e.to_string()),
+        None => form,
+    }
+}
+
+async fn submit(server: &TestServer, key: &str, form: reqwest::multipart::Form) -> (u16, Value) {
+    let resp = client()
+        .post(server.url("/api/v1/analyses"))
+        .header("x-api-key", key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("submit answered");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+async fn poll(server: &TestServer, key: &str, id: &str) -> (u16, Value) {
+    let resp = client()
+        .get(server.url(&format!("/api/v1/analyses/{id}")))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .expect("poll answered");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+async fn poll_until_finished(server: &TestServer, key: &str, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = poll(server, key, id).await;
+        assert_eq!(status, 200, "{body}");
+        if body["status"] != "processing" {
+            return body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "analysis {id} did not finish: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn flow(server: TestServer) {
+    let key = server.key("enterprise").await;
+    let jpeg = small_jpeg();
+
+    // one file
+    let (status, body) =
+        submit(&server, &key, submit_form(vec![(jpeg.clone(), "one.jpg")], Some("ref-42"))).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "processing");
+    assert_eq!(body["file_name"], "one.jpg");
+    assert_eq!(body["file_type"], "image/jpeg");
+    assert_eq!(body["external_id"], "ref-42");
+    assert!(body["estimated_completion_seconds"].as_u64().is_some());
+    let id = body["id"].as_str().expect("id").to_string();
+    assert_eq!(id.len(), 32);
+
+    let done = poll_until_finished(&server, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["external_id"], "ref-42");
+    assert!(done["completed_at"].as_str().is_some());
+    let result = &done["result"];
+    let score = result["confidence_score"].as_f64().expect("confidence_score");
+    assert!((0.0..=100.0).contains(&score));
+    assert_eq!(result["is_ai_generated"], score >= 60.0);
+    let expected_risk = match score {
+        s if s < 40.0 => "low",
+        s if s < 60.0 => "medium",
+        s if s < 85.0 => "high",
+        _ => "critical",
+    };
+    assert_eq!(result["risk_level"], expected_risk);
+    assert!(result["detection_details"].is_array());
+    assert_eq!(result["file_metadata"]["width"], 320);
+    assert_eq!(result["report"]["score"].as_f64(), Some(score));
+    assert_eq!(result["report"]["image"]["format"], "jpeg");
+
+    // batch: one analysis per file, in order
+    let png = common::encode(&common::picture(200, 150), image::ImageFormat::Png);
+    let (status, body) =
+        submit(&server, &key, submit_form(vec![(jpeg.clone(), "a.jpg"), (png, "b.png")], None)).await;
+    assert_eq!(status, 202, "{body}");
+    let batch = body["analyses"].as_array().expect("analyses");
+    assert_eq!(batch.len(), 2);
+    assert_eq!(batch[0]["file_name"], "a.jpg");
+    assert_eq!(batch[1]["file_type"], "image/png");
+    for entry in batch {
+        let done = poll_until_finished(&server, &key, entry["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "completed");
+    }
+    // usage counted one per file: 1 + 2
+    let usage: Value = client()
+        .get(server.url("/api/usage/status"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["windows"]["day"]["used"], 3);
+
+    // undecodable file: the analysis fails with the detector's code
+    let truncated = jpeg[..600].to_vec();
+    let (_, body) = submit(&server, &key, submit_form(vec![(truncated, "bad.jpg")], None)).await;
+    let failed = poll_until_finished(&server, &key, body["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["error"], "undecodable_image");
+
+    // another account sees 403; malformed 400; unknown 404
+    let stranger = server.key("free").await;
+    let (status, body) = poll(&server, &stranger, &id).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    let (status, body) = poll(&server, &key, "not-an-id").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_analysis_id")));
+    let (status, body) = poll(&server, &key, &"0".repeat(32)).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("unknown_analysis")));
+
+    // a text file is refused like on /api/detect, and not counted
+    let (status, body) = submit(&server, &key, submit_form(vec![(b"hello".to_vec(), "x.jpg")], None)).await;
+    assert_eq!((status, body["error"].as_str()), (415, Some("unsupported_media")));
+    let (status, body) =
+        submit(&server, &key, submit_form(vec![(jpeg.clone(), "x.jpg")], Some(&"x".repeat(129)))).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_external_id")));
+
+    // delete: the stranger cannot, the owner can, then it is gone
+    let url = server.url(&format!("/api/v1/analyses/{id}"));
+    let resp = client().delete(&url).header("x-api-key", &stranger).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = client().delete(&url).header("x-api-key", &key).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"id": id, "deleted": true}));
+    let (status, _) = poll(&server, &key, &id).await;
+    assert_eq!(status, 404);
+    // the cached report of that image went with it: the next detection is not served from cache
+    let resp = client()
+        .post(server.url("/api/detect"))
+        .header("x-api-key", &key)
+        .multipart(common::server::form(jpeg, "again.jpg", None))
+        .send()
+        .await
+        .unwrap();
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(report["cached"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn analyses_flow_on_the_embedded_store() {
+    flow(TestServer::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn analyses_flow_on_redis() {
+    let redis = RedisServer::start();
+    flow(TestServer::redis_with(&redis.url(), |_| {}).await).await;
+}
