@@ -49,6 +49,25 @@ pub struct AnalysesSettings {
     pub keep_images_secs: u64,
     /// Seconds results are kept.
     pub keep_results_secs: u64,
+    /// Seconds a URL download may take.
+    pub url_timeout_secs: u64,
+    /// Extra networks outbound requests may reach.
+    pub allowed_networks: Vec<String>,
+}
+
+impl AnalysesSettings {
+    /// The outbound address policy these settings describe.
+    pub fn address_policy(&self) -> anyhow::Result<crate::outbound::address::AddressPolicy> {
+        let networks = self
+            .allowed_networks
+            .iter()
+            .map(|n| {
+                n.parse()
+                    .map_err(|e| anyhow::anyhow!("invalid configuration: analyses.allowed_networks: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(crate::outbound::address::AddressPolicy::allowing(networks))
+    }
 }
 
 /// `[server]`.

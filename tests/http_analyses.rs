@@ -171,3 +171,74 @@ async fn analyses_flow_on_redis() {
     let redis = RedisServer::start();
     flow(TestServer::redis_with(&redis.url(), |_| {}).await).await;
 }
+
+async fn submit_url(server: &TestServer, key: &str, body: Value) -> (u16, Value) {
+    let resp = client()
+        .post(server.url("/api/v1/analyses/url"))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("submit answered");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_loopback_url_is_refused_by_default_and_never_contacted() {
+    let server = TestServer::embedded().await;
+    let key = server.key("free").await;
+    let (port, hits) = common::origin::server(common::origin::image_response(&small_jpeg())).await;
+    for url in [format!("http://127.0.0.1:{port}/a.jpg"), format!("http://localhost:{port}/a.jpg")] {
+        let (status, body) = submit_url(&server, &key, serde_json::json!({ "url": url })).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("url_refused")), "{url}: {body}");
+    }
+    let (status, body) = submit_url(&server, &key, serde_json::json!({ "url": "file:///etc/passwd" })).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_url")));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the refused origin saw no request");
+    let usage: Value = client()
+        .get(server.url("/api/usage/status"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["windows"]["day"]["used"], 0, "refused submissions are not counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_allowed_url_is_downloaded_sniffed_and_analysed() {
+    let server =
+        TestServer::embedded_with(|s| s.analyses.allowed_networks = vec!["127.0.0.0/8".into()]).await;
+    let key = server.key("free").await;
+    let (port, hits) = common::origin::server(common::origin::image_response(&small_jpeg())).await;
+    let url = format!("http://127.0.0.1:{port}/photos/cat.jpg");
+    let (status, body) =
+        submit_url(&server, &key, serde_json::json!({ "url": url, "external_id": "u-1" })).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["file_name"], "cat.jpg");
+    assert_eq!(body["file_type"], "image/jpeg");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let done = poll_until_finished(&server, &key, body["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["external_id"], "u-1");
+
+    // an origin serving text is refused like an upload
+    let (port, _) = common::origin::server(common::origin::ok_body(100)).await;
+    let (status, body) =
+        submit_url(&server, &key, serde_json::json!({ "url": format!("http://127.0.0.1:{port}/x") })).await;
+    assert_eq!((status, body["error"].as_str()), (415, Some("unsupported_media")));
+    // an origin serving more than the limit is 413
+    let big = TestServer::embedded_with(|s| {
+        s.analyses.allowed_networks = vec!["127.0.0.0/8".into()];
+        s.server.max_upload_bytes = 1000;
+    })
+    .await;
+    let big_key = big.key("free").await;
+    let (port, _) = common::origin::server(common::origin::ok_body(5000)).await;
+    let (status, body) =
+        submit_url(&big, &big_key, serde_json::json!({ "url": format!("http://127.0.0.1:{port}/x") })).await;
+    assert_eq!((status, body["error"].as_str()), (413, Some("payload_too_large")));
+}

@@ -2,41 +2,15 @@
 //! connected to, allowed ones are fetched within limits, and redirects are checked hop by hop.
 //! Nothing here connects outside 127.0.0.0/8 (refused addresses are refused before connecting).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use common::origin::{ok_body, server};
 
 use tellscan::outbound::address::{AddressPolicy, Refusal};
 use tellscan::outbound::client::{FetchError, OutboundClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-/// A loopback HTTP server answering every request with `response`; counts connections.
-async fn server(response: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let response = response.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let _ = socket.write_all(&response).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    (port, hits)
-}
-
-fn ok_body(len: usize) -> Vec<u8> {
-    let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n").into_bytes();
-    r.extend(std::iter::repeat_n(b'x', len));
-    r
-}
 
 fn redirect_to(location: &str) -> Vec<u8> {
     format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")

@@ -20,6 +20,7 @@ use crate::analyses::{AnalysisId, AnalysisRecord, AnalysisStatus};
 use crate::auth::Principal;
 use crate::forensics::families::ModelSlug;
 use crate::forensics::ImageFormat;
+use crate::outbound::client::FetchError;
 use crate::quota::{Decision, GateError, Source, Ticket};
 
 /// `POST /api/v1/analyses`.
@@ -31,6 +32,17 @@ pub struct SubmitForm {
     /// Optional generator slug (`GET /api/models`).
     pub model: Option<String>,
     /// Your own reference for the analysis, returned as given (≤ 128 printable characters).
+    pub external_id: Option<String>,
+}
+
+/// `POST /api/v1/analyses/url`.
+#[derive(Debug, Object)]
+pub struct SubmitUrl {
+    /// `http` or `https` URL of the image.
+    pub url: String,
+    /// Optional generator slug.
+    pub model: Option<String>,
+    /// Your reference (≤ 128 printable characters).
     pub external_id: Option<String>,
 }
 
@@ -166,52 +178,55 @@ impl AnalysesApi {
             };
             files.push((name, format, bytes));
         }
-        let tickets = admit_all(&state, &principal, **source, files.len(), &slot).await?;
-        let (queued, claimed) = state.analyses.queue_depth().await.unwrap_or((0, 0));
-        let ahead = (queued + claimed) as f64 / state.settings.analyses.workers.max(1) as f64;
-        let mut views = Vec::with_capacity(files.len());
-        for (name, format, bytes) in files {
-            let record = AnalysisRecord {
-                id: AnalysisId::generate(),
-                account: principal.account.clone(),
-                key_id: principal.key_id.clone(),
-                status: AnalysisStatus::Processing,
-                file_name: name,
-                file_type: format.mime().to_string(),
-                external_id: external_id.clone(),
-                model: model.map(|m| m.family().slug.to_string()),
-                source: **source,
-                callback_url: None,
-                created_at: Utc::now(),
-                completed_at: None,
-                result: None,
-                error: None,
-                attempts: 0,
-                deliveries: Vec::new(),
-                delivered: false,
-            };
-            if let Err(e) = state.analyses.submit(&record, &bytes).await {
-                // what was not stored is not counted
-                for ticket in &tickets[views.len()..] {
-                    state.quota.refund(ticket).await;
-                }
-                tracing::warn!("cannot queue an analysis: {e}");
-                return Err(ApiError::unavailable(
-                    "store_unavailable",
-                    "the analysis store cannot be reached",
-                    5,
-                ));
-            }
-            let mut view = view_of(&record);
-            view.estimated_completion_seconds =
-                Some((SECONDS_PER_ANALYSIS * (1.0 + ahead + views.len() as f64)).ceil() as u64);
-            views.push(view);
-        }
-        Ok(if views.len() == 1 {
-            Submitted::One(Json(Box::new(views.remove(0))))
-        } else {
-            Submitted::Batch(Json(AnalysisBatch { analyses: views }))
-        })
+        let views = queue_files(&state, &principal, **source, &slot, files, model, external_id).await?;
+        Ok(submitted(views))
+    }
+
+    /// Submit an image by URL for asynchronous analysis.
+    ///
+    /// Only `http` and `https`; the host and every redirect must resolve to public addresses
+    /// (or networks the operator allowed), the download is bounded in size and time, and the
+    /// bytes are sniffed like an upload.
+    #[oai(
+        path = "/api/v1/analyses/url",
+        method = "post",
+        transform = "keyed",
+        operation_id = "submit_analysis_url"
+    )]
+    async fn submit_url(
+        &self,
+        _auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        principal: Data<&Principal>,
+        source: Data<&Source>,
+        slot: Data<&QuotaSlot>,
+        body: Json<SubmitUrl>,
+    ) -> Result<Submitted, ApiError> {
+        let body = body.0;
+        let model = body
+            .model
+            .as_deref()
+            .map(ModelSlug::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+        let external_id = body.external_id.map(check_external_id).transpose()?;
+        let url = state.outbound.check(&body.url).map_err(fetch_error)?;
+        let max = state.settings.server.max_upload_bytes;
+        let fetched = state.outbound.fetch(url.as_str(), max).await.map_err(fetch_error)?;
+        let Some(format) = ImageFormat::sniff(&fetched.bytes) else {
+            return Err(ApiError::unsupported(
+                "the URL does not serve a JPEG, PNG, WebP or HEIC/HEIF image (read from its bytes)",
+            ));
+        };
+        let name = fetched
+            .final_url
+            .path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_string))
+            .filter(|n| !n.is_empty())
+            .map(|n| n.chars().take(255).collect());
+        let files = vec![(name, format, fetched.bytes)];
+        let views = queue_files(&state, &principal, **source, &slot, files, model, external_id).await?;
+        Ok(submitted(views))
     }
 
     /// Poll an analysis.
@@ -253,6 +268,79 @@ impl AnalysesApi {
             }
         }
         Ok(Json(Deleted { id: record.id.to_string(), deleted: true }))
+    }
+}
+
+/// Admit and queue the files of one submission, all or nothing.
+async fn queue_files(
+    state: &AppState,
+    principal: &Principal,
+    source: Source,
+    slot: &QuotaSlot,
+    files: Vec<(Option<String>, ImageFormat, Vec<u8>)>,
+    model: Option<ModelSlug>,
+    external_id: Option<String>,
+) -> Result<Vec<AnalysisView>, ApiError> {
+    let tickets = admit_all(state, principal, source, files.len(), slot).await?;
+    let (queued, claimed) = state.analyses.queue_depth().await.unwrap_or((0, 0));
+    let ahead = (queued + claimed) as f64 / state.settings.analyses.workers.max(1) as f64;
+    let mut views = Vec::with_capacity(files.len());
+    for (name, format, bytes) in files {
+        let record = AnalysisRecord {
+            id: AnalysisId::generate(),
+            account: principal.account.clone(),
+            key_id: principal.key_id.clone(),
+            status: AnalysisStatus::Processing,
+            file_name: name,
+            file_type: format.mime().to_string(),
+            external_id: external_id.clone(),
+            model: model.map(|m| m.family().slug.to_string()),
+            source,
+            callback_url: None,
+            created_at: Utc::now(),
+            completed_at: None,
+            result: None,
+            error: None,
+            attempts: 0,
+            deliveries: Vec::new(),
+            delivered: false,
+        };
+        if let Err(e) = state.analyses.submit(&record, &bytes).await {
+            // what was not stored is not counted
+            for ticket in &tickets[views.len()..] {
+                state.quota.refund(ticket).await;
+            }
+            tracing::warn!("cannot queue an analysis: {e}");
+            return Err(ApiError::unavailable(
+                "store_unavailable",
+                "the analysis store cannot be reached",
+                5,
+            ));
+        }
+        let mut view = view_of(&record);
+        view.estimated_completion_seconds =
+            Some((SECONDS_PER_ANALYSIS * (1.0 + ahead + views.len() as f64)).ceil() as u64);
+        views.push(view);
+    }
+    Ok(views)
+}
+
+fn submitted(mut views: Vec<AnalysisView>) -> Submitted {
+    if views.len() == 1 {
+        Submitted::One(Json(Box::new(views.remove(0))))
+    } else {
+        Submitted::Batch(Json(AnalysisBatch { analyses: views }))
+    }
+}
+
+fn fetch_error(e: FetchError) -> ApiError {
+    match e {
+        FetchError::InvalidUrl(_) => ApiError::bad_request("invalid_url", e.to_string()),
+        FetchError::Refused { .. } => ApiError::bad_request("url_refused", e.to_string()),
+        FetchError::TooLarge(limit) => ApiError::too_large(limit),
+        FetchError::Timeout | FetchError::Status(_) | FetchError::Network(_) => {
+            ApiError::unprocessable("url_unreachable", format!("the image could not be downloaded: {e}"))
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::analyses::worker::Workers;
 use crate::auth::KeyService;
 use crate::config::Settings;
 use crate::forensics::Detector;
+use crate::outbound::client::OutboundClient;
 use crate::pool::DetectionPool;
 use crate::quota::QuotaGate;
 use crate::store::analyses::SharedAnalyses;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub cache: ResultCache,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The guarded client for submitted URLs.
+    pub outbound: OutboundClient,
 }
 
 /// The stores the settings select: keys and counters, and analyses (the same backend).
@@ -94,7 +97,22 @@ impl AppState {
             QuotaGate::new(Arc::clone(&store), settings.quota.tiers.clone(), settings.quota.on_store_error);
         let pool = DetectionPool::new(settings.workers(), settings.server.queue)?;
         let cache = ResultCache::new(settings.server.result_cache_entries);
-        Ok(Arc::new(AppState { settings, detector, store, analyses, keys, quota, pool, cache, metrics }))
+        let outbound = OutboundClient::new(
+            settings.analyses.address_policy()?,
+            Duration::from_secs(settings.analyses.url_timeout_secs),
+        )?;
+        Ok(Arc::new(AppState {
+            settings,
+            detector,
+            store,
+            analyses,
+            keys,
+            quota,
+            pool,
+            cache,
+            metrics,
+            outbound,
+        }))
     }
 }
 

@@ -81,5 +81,6 @@ pub fn shared_rgb(rel: &str) -> image::RgbImage {
         .rgb
 }
 
+pub mod origin;
 pub mod redis;
 pub mod server;
