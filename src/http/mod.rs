@@ -238,6 +238,7 @@ impl Bound {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let state = self.state;
         let flusher = tokio::spawn(flush_loop(Arc::clone(&state.store)));
+        let sweeper = tokio::spawn(sweep_loop(Arc::clone(&state.analyses), state.settings.analyses.clone()));
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let workers = tokio::spawn(
             Workers {
@@ -256,6 +257,7 @@ impl Bound {
         let _ = stop_workers.send(true);
         let _ = workers.await;
         flusher.abort();
+        sweeper.abort();
         if let Err(e) = state.store.flush().await {
             tracing::error!("final flush of the store failed: {e}");
         }
@@ -270,6 +272,22 @@ async fn flush_loop(store: SharedStore) {
         tick.tick().await;
         if let Err(e) = store.flush().await {
             tracing::warn!("store flush failed: {e}");
+        }
+    }
+}
+
+/// Enforce analysis retention: every minute, drop images and results older than configured.
+async fn sweep_loop(analyses: SharedAnalyses, settings: crate::config::AnalysesSettings) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        let images = now - chrono::Duration::seconds(settings.keep_images_secs as i64);
+        let records = now - chrono::Duration::seconds(settings.keep_results_secs as i64);
+        match analyses.sweep_analyses(images, records).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("retention: {n} analyses deleted"),
+            Err(e) => tracing::warn!("retention sweep failed: {e}"),
         }
     }
 }
