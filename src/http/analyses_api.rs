@@ -15,13 +15,13 @@ use super::api::{ApiKeyAuth, ApiTags};
 use super::errors::{ApiError, ErrorBody};
 use super::guard::{keyed, QuotaSlot};
 use super::report_schema::ReportJson;
-use super::AppState;
+use super::{admission, AppState};
 use crate::analyses::{AnalysisId, AnalysisRecord, AnalysisStatus};
 use crate::auth::Principal;
 use crate::forensics::families::ModelSlug;
 use crate::forensics::ImageFormat;
 use crate::outbound::client::FetchError;
-use crate::quota::{Decision, GateError, Source, Ticket};
+use crate::quota::{Source, Ticket};
 
 /// `POST /api/v1/analyses`.
 #[derive(Debug, Multipart)]
@@ -149,12 +149,7 @@ impl AnalysesApi {
         slot: Data<&QuotaSlot>,
         form: SubmitForm,
     ) -> Result<Submitted, ApiError> {
-        let model = form
-            .model
-            .as_deref()
-            .map(ModelSlug::parse)
-            .transpose()
-            .map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+        let model = admission::parse_model(form.model.as_deref())?;
         let external_id = form.external_id.map(check_external_id).transpose()?;
         if form.file.is_empty() {
             return Err(ApiError::bad_request("missing_file", "send at least one 'file' field"));
@@ -168,14 +163,7 @@ impl AnalysesApi {
             let name = upload.file_name().map(|n| n.chars().take(255).collect::<String>());
             let bytes =
                 upload.into_vec().await.map_err(|e| ApiError::bad_request("bad_request", e.to_string()))?;
-            if bytes.is_empty() {
-                return Err(ApiError::bad_request("empty_file", "a file field is empty"));
-            }
-            let Some(format) = ImageFormat::sniff(&bytes) else {
-                return Err(ApiError::unsupported(
-                    "a file is not JPEG, PNG, WebP or HEIC/HEIF (the format is read from its bytes, not its name)",
-                ));
-            };
+            let format = admission::check_image(&bytes, max)?;
             files.push((name, format, bytes));
         }
         let views = queue_files(&state, &principal, **source, &slot, files, model, external_id).await?;
@@ -203,21 +191,12 @@ impl AnalysesApi {
         body: Json<SubmitUrl>,
     ) -> Result<Submitted, ApiError> {
         let body = body.0;
-        let model = body
-            .model
-            .as_deref()
-            .map(ModelSlug::parse)
-            .transpose()
-            .map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+        let model = admission::parse_model(body.model.as_deref())?;
         let external_id = body.external_id.map(check_external_id).transpose()?;
         let url = state.outbound.check(&body.url).map_err(fetch_error)?;
         let max = state.settings.server.max_upload_bytes;
         let fetched = state.outbound.fetch(url.as_str(), max).await.map_err(fetch_error)?;
-        let Some(format) = ImageFormat::sniff(&fetched.bytes) else {
-            return Err(ApiError::unsupported(
-                "the URL does not serve a JPEG, PNG, WebP or HEIC/HEIF image (read from its bytes)",
-            ));
-        };
+        let format = admission::check_image(&fetched.bytes, max)?;
         let name = fetched
             .final_url
             .path_segments()
@@ -354,37 +333,15 @@ async fn admit_all(
 ) -> Result<Vec<Ticket>, ApiError> {
     let mut tickets = Vec::with_capacity(count);
     for _ in 0..count {
-        let gate = state.quota.admit(principal, source).await;
-        if gate.store_error {
-            state.metrics.decision("store_error");
+        match admission::admit(state, principal, source, slot).await {
+            Ok(ticket) => tickets.push(ticket),
+            Err(refused) => {
+                for ticket in &tickets {
+                    state.quota.refund(ticket).await;
+                }
+                return Err(refused);
+            }
         }
-        let refused = match gate.decision {
-            Ok(Decision::Admitted(q, ticket)) => {
-                slot.set(q);
-                state.metrics.decision("allow");
-                tickets.push(ticket);
-                continue;
-            }
-            Ok(Decision::Denied(q)) => {
-                state.metrics.decision("deny");
-                let w = q.constraining();
-                let err = ApiError::quota_exceeded(w.kind.name(), w.limit, q.retry_after());
-                slot.set(q);
-                err
-            }
-            Err(GateError::UnknownTier(t)) => {
-                ApiError::forbidden("unknown_tier", format!("the key's tier '{t}' is not configured"))
-            }
-            Err(GateError::StoreDown(_)) => ApiError::unavailable(
-                "store_unavailable",
-                "the quota store cannot be reached and this server fails closed; retry shortly",
-                5,
-            ),
-        };
-        for ticket in &tickets {
-            state.quota.refund(ticket).await;
-        }
-        return Err(refused);
     }
     Ok(tickets)
 }

@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use super::errors::ApiError;
 use super::guard::{keyed, AuthElapsed, QuotaSlot};
 use super::report_schema::ReportJson;
-use super::AppState;
+use super::{admission, AppState};
 use crate::auth::Principal;
-use crate::forensics::families::{ModelSlug, FAMILIES};
-use crate::forensics::{DecodeError, DetectOptions, ImageFormat};
-use crate::quota::{Decision, GateError, Source, WindowState};
+use crate::forensics::families::FAMILIES;
+use crate::forensics::{DecodeError, DetectOptions};
+use crate::quota::{GateError, Source, WindowState};
 
 /// Operation groups of the spec.
 #[derive(Tags)]
@@ -203,25 +203,9 @@ impl PublicApi {
         auth_elapsed: Data<&AuthElapsed>,
         form: DetectForm,
     ) -> Result<DetectResponse, ApiError> {
-        let model = form
-            .model
-            .as_deref()
-            .map(ModelSlug::parse)
-            .transpose()
-            .map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+        let model = admission::parse_model(form.model.as_deref())?;
         let bytes = form.file.0;
-        let max = state.settings.server.max_upload_bytes;
-        if bytes.len() as u64 > max {
-            return Err(ApiError::too_large(max));
-        }
-        if bytes.is_empty() {
-            return Err(ApiError::bad_request("empty_file", "the file field is empty"));
-        }
-        if ImageFormat::sniff(&bytes).is_none() {
-            return Err(ApiError::unsupported(
-                "the file is not JPEG, PNG, WebP or HEIC/HEIF (the format is read from its bytes, not its name)",
-            ));
-        }
+        admission::check_image(&bytes, state.settings.server.max_upload_bytes)?;
         let options = DetectOptions { from_extension: source.is_extension() };
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         // a cached report needs no detection thread, so it is never shed
@@ -234,47 +218,16 @@ impl PublicApi {
             // a client whose quota is used up hears 429 (with its real Retry-After), not 503
             if let Ok((q, _)) = state.quota.usage(&principal).await {
                 if !q.admitted {
-                    let w = q.constraining();
-                    slot.set(q.clone());
-                    state.metrics.decision("deny");
-                    return Err(ApiError::quota_exceeded(w.kind.name(), w.limit, q.retry_after()));
+                    return Err(admission::denied(&state, &slot, q));
                 }
             }
             state.metrics.overloaded.inc();
             return Err(ApiError::unavailable("overloaded", "the server is at capacity; retry shortly", 1));
         };
         let quota_started = Instant::now();
-        let gate = state.quota.admit(&principal, **source).await;
+        let admitted = admission::admit(&state, &principal, **source, &slot).await;
         state.metrics.auth_quota_seconds.observe((auth_elapsed.0 .0 + quota_started.elapsed()).as_secs_f64());
-        if gate.store_error {
-            state.metrics.decision("store_error");
-        }
-        let ticket = match gate.decision {
-            Ok(Decision::Admitted(q, ticket)) => {
-                slot.set(q);
-                state.metrics.decision("allow");
-                ticket
-            }
-            Ok(Decision::Denied(q)) => {
-                let w = q.constraining();
-                slot.set(q.clone());
-                state.metrics.decision("deny");
-                return Err(ApiError::quota_exceeded(w.kind.name(), w.limit, q.retry_after()));
-            }
-            Err(GateError::UnknownTier(t)) => {
-                return Err(ApiError::forbidden(
-                    "unknown_tier",
-                    format!("the key's tier '{t}' is not configured"),
-                ))
-            }
-            Err(GateError::StoreDown(_)) => {
-                return Err(ApiError::unavailable(
-                    "store_unavailable",
-                    "the quota store cannot be reached and this server fails closed; retry shortly",
-                    5,
-                ))
-            }
-        };
+        let ticket = admitted?;
         let report = match (cached, reservation) {
             (Some(hit), _) => {
                 state.metrics.cache_hits.inc();

@@ -3,6 +3,7 @@
 //! routes (tests start it on a random loopback port); [`serve`] runs it until a signal.
 
 pub mod admin;
+pub mod admission;
 pub mod analyses_api;
 pub mod api;
 pub mod cache;

@@ -1,0 +1,69 @@
+//! The checks every submission route shares (`/api/detect`, `/api/v1/analyses`, `…/url`):
+//! the `model` slug, the image bytes, and quota admission with its metrics and errors.
+
+use super::errors::ApiError;
+use super::guard::QuotaSlot;
+use super::AppState;
+use crate::auth::Principal;
+use crate::forensics::families::ModelSlug;
+use crate::forensics::ImageFormat;
+use crate::quota::{Decision, GateError, QuotaState, Source, Ticket};
+
+/// Parse the optional `model` field.
+pub fn parse_model(model: Option<&str>) -> Result<Option<ModelSlug>, ApiError> {
+    model.map(ModelSlug::parse).transpose().map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))
+}
+
+/// Check an uploaded or downloaded image: within `max` bytes, not empty, and a supported
+/// format by its magic bytes.
+pub fn check_image(bytes: &[u8], max: u64) -> Result<ImageFormat, ApiError> {
+    if bytes.len() as u64 > max {
+        return Err(ApiError::too_large(max));
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("empty_file", "the file is empty"));
+    }
+    ImageFormat::sniff(bytes).ok_or_else(|| {
+        ApiError::unsupported(
+            "the file is not JPEG, PNG, WebP or HEIC/HEIF (the format is read from its bytes, not its name)",
+        )
+    })
+}
+
+/// The 429 for a denied state, recording the state for the headers.
+pub fn denied(state: &AppState, slot: &QuotaSlot, quota: QuotaState) -> ApiError {
+    state.metrics.decision("deny");
+    let w = quota.constraining();
+    let error = ApiError::quota_exceeded(w.kind.name(), w.limit, quota.retry_after());
+    slot.set(quota);
+    error
+}
+
+/// Count one request of `principal` from `source`; the ticket refunds it on a server failure.
+pub async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    source: Source,
+    slot: &QuotaSlot,
+) -> Result<Ticket, ApiError> {
+    let gate = state.quota.admit(principal, source).await;
+    if gate.store_error {
+        state.metrics.decision("store_error");
+    }
+    match gate.decision {
+        Ok(Decision::Admitted(q, ticket)) => {
+            slot.set(q);
+            state.metrics.decision("allow");
+            Ok(ticket)
+        }
+        Ok(Decision::Denied(q)) => Err(denied(state, slot, q)),
+        Err(GateError::UnknownTier(t)) => {
+            Err(ApiError::forbidden("unknown_tier", format!("the key's tier '{t}' is not configured")))
+        }
+        Err(GateError::StoreDown(_)) => Err(ApiError::unavailable(
+            "store_unavailable",
+            "the quota store cannot be reached and this server fails closed; retry shortly",
+            5,
+        )),
+    }
+}
