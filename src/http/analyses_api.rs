@@ -64,6 +64,7 @@ pub struct AnalysisView {
     /// Completion time (RFC 3339), when finished.
     pub completed_at: Option<String>,
     /// Seconds until completion is expected (submission answers only).
+    #[oai(skip_serializing_if_is_none)]
     pub estimated_completion_seconds: Option<u64>,
     /// The result, when completed.
     pub result: Option<AnalysisResult>,
