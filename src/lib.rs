@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod eval;
 pub mod forensics;
+mod hexid;
 pub mod http;
 pub mod outbound;
 pub mod pool;

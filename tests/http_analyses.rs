@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::server::{client, small_jpeg, TestServer};
+use common::server::{
+    client, detect_request, form, small_jpeg, status_json, usage_request, used, TestServer,
+};
 use serde_json::Value;
 
 fn submit_form(files: Vec<(Vec<u8>, &str)>, external_id: Option<&str>) -> reqwest::multipart::Form {
@@ -27,8 +29,7 @@ async fn submit(server: &TestServer, key: &str, form: reqwest::multipart::Form) 
         .send()
         .await
         .expect("submit answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("JSON body"))
+    status_json(resp).await
 }
 
 async fn poll(server: &TestServer, key: &str, id: &str) -> (u16, Value) {
@@ -38,8 +39,7 @@ async fn poll(server: &TestServer, key: &str, id: &str) -> (u16, Value) {
         .send()
         .await
         .expect("poll answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("JSON body"))
+    status_json(resp).await
 }
 
 async fn poll_until_finished(server: &TestServer, key: &str, id: &str) -> Value {
@@ -105,16 +105,8 @@ async fn flow(server: TestServer) {
         assert_eq!(done["status"], "completed");
     }
     // usage counted one per file: 1 + 2
-    let usage: Value = client()
-        .get(server.url("/api/usage/status"))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(usage["windows"]["day"]["used"], 3);
+    let usage: Value = usage_request(&server, Some(&key)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(used(&usage)[1], 3);
 
     // undecodable file: the analysis fails with the detector's code
     let truncated = jpeg[..600].to_vec();
@@ -150,13 +142,7 @@ async fn flow(server: TestServer) {
     let (status, _) = poll(&server, &key, &id).await;
     assert_eq!(status, 404);
     // the cached report of that image went with it: the next detection is not served from cache
-    let resp = client()
-        .post(server.url("/api/detect"))
-        .header("x-api-key", &key)
-        .multipart(common::server::form(jpeg, "again.jpg", None))
-        .send()
-        .await
-        .unwrap();
+    let resp = detect_request(&server, Some(&key), None, form(jpeg, "again.jpg", None)).send().await.unwrap();
     let report: Value = resp.json().await.unwrap();
     assert_eq!(report["cached"], false);
 }
@@ -180,8 +166,7 @@ async fn submit_url(server: &TestServer, key: &str, body: Value) -> (u16, Value)
         .send()
         .await
         .expect("submit answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("JSON body"))
+    status_json(resp).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -196,16 +181,8 @@ async fn a_loopback_url_is_refused_by_default_and_never_contacted() {
     let (status, body) = submit_url(&server, &key, serde_json::json!({ "url": "file:///etc/passwd" })).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_url")));
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the refused origin saw no request");
-    let usage: Value = client()
-        .get(server.url("/api/usage/status"))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(usage["windows"]["day"]["used"], 0, "refused submissions are not counted");
+    let usage: Value = usage_request(&server, Some(&key)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(used(&usage)[1], 0, "refused submissions are not counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

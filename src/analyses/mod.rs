@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::key::{AccountId, KeyId};
 use crate::forensics::Report;
+use crate::hexid::{is_lower_hex, random_hex};
 use crate::quota::Source;
 
 /// Bytes of randomness in an analysis id (128 bits: ids are unguessable).
@@ -31,7 +32,7 @@ pub struct InvalidAnalysisId(pub String);
 impl AnalysisId {
     /// Parse an id from a path.
     pub fn parse(s: &str) -> Result<AnalysisId, InvalidAnalysisId> {
-        if s.len() == 2 * ID_BYTES && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if is_lower_hex(s, ID_BYTES) {
             Ok(AnalysisId(s.to_string()))
         } else {
             Err(InvalidAnalysisId(s.chars().take(40).collect()))
@@ -40,9 +41,7 @@ impl AnalysisId {
 
     /// A fresh random id.
     pub fn generate() -> AnalysisId {
-        let mut buf = [0u8; ID_BYTES];
-        getrandom::fill(&mut buf).expect("the operating system's random generator is available");
-        AnalysisId(hex::encode(buf))
+        AnalysisId(random_hex(ID_BYTES))
     }
 
     /// The id as text.

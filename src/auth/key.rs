@@ -6,6 +6,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::hexid::{is_lower_hex, random_hex};
+
 /// Prefix of every key; it makes leaked keys easy to find with secret scanners.
 pub const KEY_PREFIX: &str = "imag_";
 /// Bytes of randomness in a key id (public, 64 bits: enough to make collisions negligible).
@@ -21,7 +23,7 @@ pub struct KeyId(String);
 impl KeyId {
     /// Parse an id; only what [`KeyId::generate`] could have produced is accepted.
     pub fn parse(s: &str) -> Result<KeyId, KeyFormatError> {
-        if s.len() == 2 * ID_BYTES && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if is_lower_hex(s, ID_BYTES) {
             Ok(KeyId(s.to_string()))
         } else {
             Err(KeyFormatError::Id)
@@ -274,13 +276,6 @@ impl KeyRecord {
     pub fn account(&self) -> AccountId {
         self.account.clone().unwrap_or_else(|| AccountId::of_legacy_key(&self.id))
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // the OS generator only fails on a broken system; nothing safe can be done without it
-    getrandom::fill(&mut buf).expect("the operating system's random generator is available");
-    hex::encode(buf)
 }
 
 #[cfg(test)]

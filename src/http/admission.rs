@@ -57,13 +57,19 @@ pub async fn admit(
             Ok(ticket)
         }
         Ok(Decision::Denied(q)) => Err(denied(state, slot, q)),
-        Err(GateError::UnknownTier(t)) => {
-            Err(ApiError::forbidden("unknown_tier", format!("the key's tier '{t}' is not configured")))
-        }
-        Err(GateError::StoreDown(_)) => Err(ApiError::unavailable(
-            "store_unavailable",
+        Err(e) => Err(gate_error(
+            e,
             "the quota store cannot be reached and this server fails closed; retry shortly",
-            5,
         )),
+    }
+}
+
+/// The answer when the gate cannot decide; `store_detail` says what the outage means here.
+pub fn gate_error(e: GateError, store_detail: &str) -> ApiError {
+    match e {
+        GateError::UnknownTier(t) => {
+            ApiError::forbidden("unknown_tier", format!("the key's tier '{t}' is not configured"))
+        }
+        GateError::StoreDown(_) => ApiError::unavailable("store_unavailable", store_detail, 5),
     }
 }

@@ -239,9 +239,7 @@ impl AnalysesApi {
         id: Path<String>,
     ) -> Result<Json<Deleted>, ApiError> {
         let record = owned(&state, &principal, &id).await?;
-        state.analyses.delete_analysis(&record.id).await.map_err(|_| {
-            ApiError::unavailable("store_unavailable", "the analysis store cannot be reached", 5)
-        })?;
+        state.analyses.delete_analysis(&record.id).await.map_err(|_| analysis_store_down())?;
         if let Some(digest) = record.result.as_ref().and_then(|r| hex::decode(&r.hashes.sha256).ok()) {
             if let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) {
                 state.cache.remove(&digest);
@@ -291,11 +289,7 @@ async fn queue_files(
                 state.quota.refund(ticket).await;
             }
             tracing::warn!("cannot queue an analysis: {e}");
-            return Err(ApiError::unavailable(
-                "store_unavailable",
-                "the analysis store cannot be reached",
-                5,
-            ));
+            return Err(analysis_store_down());
         }
         let mut view = view_of(&record);
         view.estimated_completion_seconds =
@@ -355,12 +349,16 @@ async fn owned(state: &AppState, principal: &Principal, id: &str) -> Result<Anal
         .analyses
         .get_analysis(&id)
         .await
-        .map_err(|_| ApiError::unavailable("store_unavailable", "the analysis store cannot be reached", 5))?
+        .map_err(|_| analysis_store_down())?
         .ok_or_else(|| ApiError::not_found("unknown_analysis", format!("no analysis with id {id}")))?;
     if record.account != principal.account {
         return Err(ApiError::forbidden("forbidden", "this analysis belongs to another account"));
     }
     Ok(record)
+}
+
+fn analysis_store_down() -> ApiError {
+    ApiError::unavailable("store_unavailable", "the analysis store cannot be reached", 5)
 }
 
 fn check_external_id(value: String) -> Result<String, ApiError> {

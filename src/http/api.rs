@@ -19,7 +19,7 @@ use super::{admission, AppState};
 use crate::auth::Principal;
 use crate::forensics::families::FAMILIES;
 use crate::forensics::{DecodeError, DetectOptions};
-use crate::quota::{GateError, Source, WindowState};
+use crate::quota::{Source, WindowState};
 
 /// Operation groups of the spec.
 #[derive(Tags)]
@@ -277,16 +277,11 @@ impl PublicApi {
         principal: Data<&Principal>,
         slot: Data<&QuotaSlot>,
     ) -> Result<Json<UsageStatus>, ApiError> {
-        let (quota, sources) = state.quota.usage(&principal).await.map_err(|e| match e {
-            GateError::UnknownTier(t) => {
-                ApiError::forbidden("unknown_tier", format!("the key's tier '{t}' is not configured"))
-            }
-            GateError::StoreDown(_) => ApiError::unavailable(
-                "store_unavailable",
-                "the quota store cannot be reached; retry shortly",
-                5,
-            ),
-        })?;
+        let (quota, sources) = state
+            .quota
+            .usage(&principal)
+            .await
+            .map_err(|e| admission::gate_error(e, "the quota store cannot be reached; retry shortly"))?;
         slot.set(quota.clone());
         let [minute, day, month] = quota.windows;
         Ok(Json(UsageStatus {

@@ -142,7 +142,12 @@ pub fn code_for(status: StatusCode) -> &'static str {
 /// Turn any error into a response in the API's shape (our own errors already are).
 pub fn error_response(err: poem::Error) -> Response {
     let message = err.to_string();
-    let response = err.into_response();
+    shape(err.into_response(), &message)
+}
+
+/// Give an error response that is not JSON the API's shape, keeping its status and headers
+/// (such as `Retry-After` or `WWW-Authenticate`); `message` is the detail when there is one.
+pub fn shape(response: Response, message: &str) -> Response {
     if is_json(&response) {
         return response;
     }
@@ -159,7 +164,6 @@ pub fn error_response(err: poem::Error) -> Response {
     };
     let mut shaped = body(code_for(status), detail).into_response();
     shaped.set_status(status);
-    // keep headers such as Retry-After or WWW-Authenticate
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             shaped.headers_mut().insert(name.clone(), value.clone());

@@ -165,21 +165,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
 async fn observe<E: Endpoint>(ep: Arc<E>, req: Request, state: Arc<AppState>) -> poem::Result<Response> {
     let route = route_label(req.uri().path());
     let response = match ep.call(req).await.map(IntoResponse::into_response) {
-        Ok(r) if r.status().is_client_error() || r.status().is_server_error() => {
-            if errors::is_json(&r) {
-                r
-            } else {
-                let status = r.status();
-                let mut shaped = error_response(poem::Error::from_status(status));
-                for (name, value) in r.headers() {
-                    if name != poem::http::header::CONTENT_TYPE && name != poem::http::header::CONTENT_LENGTH
-                    {
-                        shaped.headers_mut().insert(name.clone(), value.clone());
-                    }
-                }
-                shaped
-            }
-        }
+        Ok(r) if r.status().is_client_error() || r.status().is_server_error() => errors::shape(r, ""),
         Ok(r) => r,
         Err(e) => error_response(e),
     };

@@ -238,24 +238,28 @@ impl RedisStore {
     }
 }
 
+/// An invocation of a script that touches every key of one job (submit and delete declare
+/// the same seven keys, in this order).
+fn job_invocation<'a>(script: &'a Script, id: &str) -> redis::ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(record_key(id))
+        .key(image_key(id))
+        .key(QUEUE)
+        .key(CLAIMS)
+        .key(DONE)
+        .key(KEPT)
+        .key(ATTEMPTS);
+    invocation
+}
+
 #[async_trait]
 impl AnalysisStore for RedisStore {
     async fn submit(&self, record: &AnalysisRecord, image: &[u8]) -> Result<(), StoreError> {
         let json = encode(record)?;
         let id = record.id.as_str();
-        let mut invocation = SUBMIT.prepare_invoke();
-        invocation
-            .key(record_key(id))
-            .key(image_key(id))
-            .key(QUEUE)
-            .key(CLAIMS)
-            .key(DONE)
-            .key(KEPT)
-            .key(ATTEMPTS)
-            .arg(id)
-            .arg(&json)
-            .arg(image)
-            .arg(record.attempts);
+        let mut invocation = job_invocation(&SUBMIT, id);
+        invocation.arg(id).arg(&json).arg(image).arg(record.attempts);
         self.bounded(async {
             let mut conn = self.conn().await?;
             let _: i64 = invocation.invoke_async(&mut conn).await.map_err(redis_err)?;
@@ -356,16 +360,8 @@ impl AnalysisStore for RedisStore {
 
     async fn delete_analysis(&self, id: &AnalysisId) -> Result<bool, StoreError> {
         let id = id.as_str();
-        let mut invocation = DELETE.prepare_invoke();
-        invocation
-            .key(record_key(id))
-            .key(image_key(id))
-            .key(QUEUE)
-            .key(CLAIMS)
-            .key(DONE)
-            .key(KEPT)
-            .key(ATTEMPTS)
-            .arg(id);
+        let mut invocation = job_invocation(&DELETE, id);
+        invocation.arg(id);
         self.bounded(async {
             let mut conn = self.conn().await?;
             let existed: i64 = invocation.invoke_async(&mut conn).await.map_err(redis_err)?;
