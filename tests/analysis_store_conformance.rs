@@ -426,13 +426,13 @@ async fn deliveries_update_only_bookkeeping(store: SharedAnalyses) {
         delivered: false,
         ..outcome.clone()
     };
-    assert!(store.update_deliveries(&update).await.expect("update_deliveries"));
+    assert!(store.update_deliveries(&update, None).await.expect("update_deliveries"));
     let expected = AnalysisRecord { deliveries: vec![refused.clone()], ..outcome.clone() };
     assert_eq!(get(&store, &outcome.id).await, Some(expected));
 
     update.deliveries.push(accepted.clone());
     update.delivered = true;
-    assert!(store.update_deliveries(&update).await.expect("update_deliveries"));
+    assert!(store.update_deliveries(&update, None).await.expect("update_deliveries"));
     let expected = AnalysisRecord { deliveries: vec![refused, accepted], delivered: true, ..outcome.clone() };
     assert_eq!(get(&store, &outcome.id).await, Some(expected));
 
@@ -443,7 +443,7 @@ async fn deliveries_update_only_bookkeeping(store: SharedAnalyses) {
             let mut update = update.clone();
             update.deliveries =
                 vec![Delivery { attempt: i + 3, at: at(100 + i64::from(i)), status: Some(200), error: None }];
-            tokio::spawn(async move { store.update_deliveries(&update).await })
+            tokio::spawn(async move { store.update_deliveries(&update, None).await })
         })
         .collect();
     for task in tasks {
@@ -457,9 +457,85 @@ async fn deliveries_update_only_bookkeeping(store: SharedAnalyses) {
     );
 
     assert!(store.delete_analysis(&outcome.id).await.expect("delete"));
-    assert!(!store.update_deliveries(&update).await.expect("update_deliveries"), "gone");
-    assert!(!store.update_deliveries(&new_record()).await.expect("update_deliveries"), "never there");
+    assert!(!store.update_deliveries(&update, None).await.expect("update_deliveries"), "gone");
+    assert!(!store.update_deliveries(&new_record(), None).await.expect("update_deliveries"), "never there");
     assert_eq!(get(&store, &update.id).await, None, "an update does not create a record");
+}
+
+async fn claim_webhook(store: &SharedAnalyses, secs: i64) -> Option<AnalysisRecord> {
+    store.claim_webhook(at(secs), visibility()).await.expect("claim_webhook")
+}
+
+/// Submit, claim and finish (completed at `secs`) a fresh record with `callback_url`.
+async fn finished_with_callback(
+    store: &SharedAnalyses,
+    callback_url: Option<&str>,
+    secs: i64,
+) -> AnalysisRecord {
+    let record = AnalysisRecord { callback_url: callback_url.map(str::to_string), ..new_record() };
+    submit(store, &record).await;
+    let job = claim_some(store, secs).await;
+    assert_eq!(job.record.id, record.id);
+    let outcome = completed(&job.record, real_report(), secs);
+    assert!(store.finish(&outcome, true).await.expect("finish"));
+    outcome
+}
+
+async fn webhooks_are_scheduled_leased_and_retried(store: SharedAnalyses) {
+    let url = Some("https://hooks.example.com/in");
+    let silent = finished_with_callback(&store, None, 5).await;
+    let hooked = finished_with_callback(&store, url, 10).await;
+    assert_eq!(claim_webhook(&store, 9).await, None, "due when it finished, not before");
+    let claimed = claim_webhook(&store, 10).await.expect("due at 10");
+    assert_eq!(claimed, hooked, "the finished record, as stored");
+    assert_eq!(claim_webhook(&store, 10).await, None, "leased to the first sender");
+    assert_eq!(claim_webhook(&store, 39).await, None, "until the lease ends");
+    let again = claim_webhook(&store, 40).await.expect("a sender that died is replaced");
+    assert_eq!(again.id, hooked.id);
+
+    // a failed attempt is recorded and retried when asked
+    let refused = Delivery { attempt: 1, at: at(41), status: Some(500), error: None };
+    let update = AnalysisRecord { deliveries: vec![refused.clone()], ..again.clone() };
+    assert!(store.update_deliveries(&update, Some(at(100))).await.expect("update_deliveries"));
+    assert_eq!(claim_webhook(&store, 99).await, None, "not before the retry time");
+    let retry = claim_webhook(&store, 100).await.expect("due again at 100");
+    assert_eq!(retry.deliveries, vec![refused.clone()], "with the attempts so far");
+    let accepted = Delivery { attempt: 2, at: at(101), status: Some(200), error: None };
+    let done = AnalysisRecord { deliveries: vec![refused, accepted], delivered: true, ..retry };
+    assert!(store.update_deliveries(&done, None).await.expect("update_deliveries"));
+    assert_eq!(claim_webhook(&store, 100_000).await, None, "delivered: the schedule ends");
+    assert_eq!(get(&store, &hooked.id).await, Some(done));
+    assert_eq!(get(&store, &silent.id).await.map(|r| r.deliveries), Some(Vec::new()));
+
+    // a deleted or swept analysis leaves the schedule
+    let deleted = finished_with_callback(&store, url, 200).await;
+    assert!(store.delete_analysis(&deleted.id).await.expect("delete"));
+    let swept = finished_with_callback(&store, url, 300).await;
+    assert_eq!(store.sweep_analyses(at(301), at(301)).await.expect("sweep"), 3);
+    assert_eq!(get(&store, &swept.id).await, None);
+    assert_eq!(claim_webhook(&store, 100_000).await, None, "nothing is sent for data that is gone");
+}
+
+async fn concurrent_webhook_claims_hand_out_each_once(store: SharedAnalyses) {
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        expected.push(finished_with_callback(&store, Some("https://hooks.example.com/in"), i).await.id);
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.claim_webhook(at(10), visibility()).await })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for task in tasks {
+        if let Some(record) = task.await.expect("task completes").expect("claim_webhook") {
+            got.push(record.id);
+        }
+    }
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "each due webhook to exactly one sender");
 }
 
 async fn queue_depth_follows_the_lifecycle(store: SharedAnalyses) {
@@ -520,6 +596,8 @@ conformance!(
     finished_analyses_are_swept,
     deleted_analyses_are_gone,
     deliveries_update_only_bookkeeping,
+    webhooks_are_scheduled_leased_and_retried,
+    concurrent_webhook_claims_hand_out_each_once,
     queue_depth_follows_the_lifecycle,
 );
 
@@ -594,7 +672,9 @@ async fn redis_layout_and_cleanup() {
     let image_key = |id: &AnalysisId| format!("tellscan:an_img:{id}");
 
     let kept = submit_new(&store).await;
-    let dropped = submit_new(&store).await;
+    let dropped =
+        AnalysisRecord { callback_url: Some("https://hooks.example.com/in".into()), ..new_record() };
+    submit(&store, &dropped).await;
     let queued = submit_new(&store).await;
     let keys = redis_keys(&server).await;
     assert!(keys.iter().all(|k| k.starts_with("tellscan:an")), "{keys:?}");
@@ -607,6 +687,7 @@ async fn redis_layout_and_cleanup() {
     assert_eq!(job.record.id, dropped.id);
     assert!(store.finish(&completed(&job.record, real_report(), 10), true).await.expect("finish"));
     let keys = redis_keys(&server).await;
+    assert!(keys.contains(&"tellscan:an_hooks".to_string()), "webhook scheduled: {keys:?}");
     assert!(keys.contains(&image_key(&kept.id)), "kept until the sweep: {keys:?}");
     assert!(!keys.contains(&image_key(&dropped.id)), "dropped at once: {keys:?}");
 

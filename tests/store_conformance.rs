@@ -320,6 +320,16 @@ async fn sources_are_counted_separately(store: SharedStore) {
     assert_eq!(usage.sources.month.len(), Source::ALL.len());
 }
 
+async fn webhook_secrets_are_per_account(store: SharedStore) {
+    let (a, b) = (AccountId::generate(), AccountId::generate());
+    assert_eq!(store.webhook_secret(&a).await.expect("read"), None, "none until created");
+    store.put_webhook_secret(&a, "whsec_first").await.expect("put");
+    assert_eq!(store.webhook_secret(&a).await.expect("read").as_deref(), Some("whsec_first"));
+    assert_eq!(store.webhook_secret(&b).await.expect("read"), None, "another account's is not shared");
+    store.put_webhook_secret(&a, "whsec_second").await.expect("rotate");
+    assert_eq!(store.webhook_secret(&a).await.expect("read").as_deref(), Some("whsec_second"));
+}
+
 async fn kind_and_ping(store: SharedStore) {
     store.ping().await.expect("ping");
     store.flush().await.expect("flush");
@@ -359,6 +369,7 @@ conformance!(
     windows_roll_over,
     refunds_restore_counts,
     sources_are_counted_separately,
+    webhook_secrets_are_per_account,
     kind_and_ping,
 );
 

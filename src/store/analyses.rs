@@ -9,6 +9,11 @@
 //! - [`AnalysisStore::finish`] records the outcome only while the analysis is still
 //!   `processing`: the first finisher wins, so a job is never completed twice with
 //!   different results, and later finishers learn they lost.
+//! - A finished analysis with a `callback_url` has its webhook scheduled in the same step.
+//!   [`AnalysisStore::claim_webhook`] hands a due webhook to one sender and pushes it back
+//!   by a lease (a sender that dies mid-delivery is replaced after the lease);
+//!   [`AnalysisStore::update_deliveries`] records the attempt and schedules the retry or
+//!   ends the schedule.
 
 use std::sync::Arc;
 
@@ -45,13 +50,27 @@ pub trait AnalysisStore: Send + Sync + 'static {
     ) -> Result<Option<Claimed>, StoreError>;
     /// Record the outcome (`completed` or `failed`, with result or error and `completed_at`)
     /// if the stored record is still `processing`; remove the job from the queue and, when
-    /// `drop_image`, delete the image. Returns `false`, changing nothing, when another
-    /// finisher came first or the analysis was deleted.
+    /// `drop_image`, delete the image; when the record has a `callback_url`, schedule its
+    /// webhook, due at once. Returns `false`, changing nothing, when another finisher came
+    /// first or the analysis was deleted.
     async fn finish(&self, record: &AnalysisRecord, drop_image: bool) -> Result<bool, StoreError>;
+    /// The finished analysis whose webhook has been due longest (due at or before `now`),
+    /// pushed back to `now + lease` so no other sender takes it meanwhile. A scheduled id
+    /// whose record is gone is dropped from the schedule, not returned.
+    async fn claim_webhook(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<AnalysisRecord>, StoreError>;
     /// Replace a finished record's webhook bookkeeping (`deliveries`, `delivered`) without
-    /// touching its status or result. Returns `false` when the record is gone.
-    async fn update_deliveries(&self, record: &AnalysisRecord) -> Result<bool, StoreError>;
-    /// Delete the record, its image and its queue entries. Returns whether it existed.
+    /// touching its status or result, and schedule the next delivery at `retry_at`, or end
+    /// the schedule when `None`. Returns `false` when the record is gone.
+    async fn update_deliveries(
+        &self,
+        record: &AnalysisRecord,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+    /// Delete the record, its image, its queue entries and its webhook schedule. Returns whether it existed.
     async fn delete_analysis(&self, id: &AnalysisId) -> Result<bool, StoreError>;
     /// Delete the images of finished analyses that finished before `image_before`, and the
     /// whole analyses that finished before `record_before`; returns how many records went.

@@ -18,7 +18,7 @@ use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
 use super::{
     counter_name, expires_at, source_counter_name, source_windows, Admission, Store, StoreError, Usage,
 };
-use crate::auth::key::{KeyId, KeyRecord};
+use crate::auth::key::{AccountId, KeyId, KeyRecord};
 use crate::quota::{Source, TierLimits, Windows};
 
 /// Key id → JSON record.
@@ -27,6 +27,8 @@ const KEYS: TableDefinition<&str, &str> = TableDefinition::new("keys");
 const LAST_USED: TableDefinition<&str, i64> = TableDefinition::new("last_used");
 /// Counter name → (count, unix second after which it may be dropped).
 const COUNTERS: TableDefinition<&str, (u64, i64)> = TableDefinition::new("counters");
+/// Account id → webhook secret.
+const WEBHOOK_SECRETS: TableDefinition<&str, &str> = TableDefinition::new("webhook_secrets");
 /// Seconds between sweeps of ended windows.
 const SWEEP_EVERY_SECS: i64 = 60;
 
@@ -59,6 +61,7 @@ impl EmbeddedStore {
         tx.open_table(KEYS).map_err(db_err)?;
         tx.open_table(COUNTERS).map_err(db_err)?;
         tx.open_table(LAST_USED).map_err(db_err)?;
+        tx.open_table(WEBHOOK_SECRETS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
@@ -135,6 +138,31 @@ impl Store for EmbeddedStore {
             tx.commit().map_err(db_err)?;
             dirty.store(true, Ordering::Release);
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_webhook_secret(&self, account: &AccountId, secret: &str) -> Result<(), StoreError> {
+        let account = account.to_string();
+        let secret = secret.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(db_err)?;
+            tx.open_table(WEBHOOK_SECRETS)
+                .map_err(db_err)?
+                .insert(account.as_str(), secret.as_str())
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn webhook_secret(&self, account: &AccountId) -> Result<Option<String>, StoreError> {
+        let account = account.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(WEBHOOK_SECRETS).map_err(db_err)?;
+            let found = table.get(account.as_str()).map_err(db_err)?;
+            Ok(found.map(|v| v.value().to_string()))
         })
         .await
     }

@@ -13,7 +13,10 @@
 //! - `analysis_finished`: (unix millisecond it finished, id), the order the retention sweep
 //!   deletes whole analyses in;
 //! - `analysis_kept_images`: (unix millisecond it finished, id) of finished analyses whose
-//!   image is still kept, the order the sweep deletes images in.
+//!   image is still kept, the order the sweep deletes images in;
+//! - `analysis_webhooks`: (unix millisecond due, id) of the webhooks waiting to be sent,
+//!   the order senders claim them in;
+//! - `analysis_webhook_due`: analysis id → its due time in `analysis_webhooks`.
 //!
 //! Every operation is one write transaction (redb runs them one at a time), so claim and
 //! finish are atomic: a job is never handed to two workers at once, and only the first
@@ -50,6 +53,10 @@ const CLAIMS: TableDefinition<&str, i64> = TableDefinition::new("analysis_claims
 const FINISHED: TableDefinition<(i64, &str), ()> = TableDefinition::new("analysis_finished");
 /// (Unix millisecond finished, id) of finished analyses that still have their image.
 const KEPT_IMAGES: TableDefinition<(i64, &str), ()> = TableDefinition::new("analysis_kept_images");
+/// (Unix millisecond due, id) of the webhooks to send.
+const WEBHOOKS: TableDefinition<(i64, &str), ()> = TableDefinition::new("analysis_webhooks");
+/// Analysis id → its due time in [`WEBHOOKS`].
+const WEBHOOK_DUE: TableDefinition<&str, i64> = TableDefinition::new("analysis_webhook_due");
 
 fn encode(record: &AnalysisRecord) -> Result<String, StoreError> {
     serde_json::to_string(record).map_err(|e| StoreError::Corrupt(format!("analysis record: {e}")))
@@ -86,6 +93,8 @@ struct Tables<'txn> {
     claims: Table<'txn, &'static str, i64>,
     finished: Table<'txn, (i64, &'static str), ()>,
     kept: Table<'txn, (i64, &'static str), ()>,
+    webhooks: Table<'txn, (i64, &'static str), ()>,
+    webhook_due: Table<'txn, &'static str, i64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -98,6 +107,8 @@ impl<'txn> Tables<'txn> {
             claims: tx.open_table(CLAIMS).map_err(db_err)?,
             finished: tx.open_table(FINISHED).map_err(db_err)?,
             kept: tx.open_table(KEPT_IMAGES).map_err(db_err)?,
+            webhooks: tx.open_table(WEBHOOKS).map_err(db_err)?,
+            webhook_due: tx.open_table(WEBHOOK_DUE).map_err(db_err)?,
         })
     }
 
@@ -122,6 +133,23 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// Take `id`'s webhook off the schedule; whether it was on it.
+    fn unschedule_webhook(&mut self, id: &str) -> Result<bool, StoreError> {
+        let Some(due) = self.webhook_due.remove(id).map_err(db_err)?.map(|v| v.value()) else {
+            return Ok(false);
+        };
+        self.webhooks.remove((due, id)).map_err(db_err)?;
+        Ok(true)
+    }
+
+    /// (Re)schedule `id`'s webhook at `due` (unix milliseconds).
+    fn schedule_webhook(&mut self, id: &str, due: i64) -> Result<(), StoreError> {
+        self.unschedule_webhook(id)?;
+        self.webhooks.insert((due, id), ()).map_err(db_err)?;
+        self.webhook_due.insert(id, due).map_err(db_err)?;
+        Ok(())
+    }
+
     /// The expired claim with the earliest deadline, if any. Claims are as many as jobs in
     /// progress (about the number of workers), so a scan is cheap.
     fn first_expired(&self, now: i64) -> Result<Option<String>, StoreError> {
@@ -136,10 +164,11 @@ impl<'txn> Tables<'txn> {
         Ok(best.map(|(_, id)| id))
     }
 
-    /// Remove `id` from the queue, the claims and the retention indexes (not the record or
+    /// Remove `id` from the queue, the claims, the webhook schedule and the retention indexes (not the record or
     /// the image). `old` is the stored record's JSON, which says where it sits in the indexes.
     fn unlink(&mut self, id: &str, old: Option<&str>) -> Result<(), StoreError> {
         self.dequeue(id)?;
+        self.unschedule_webhook(id)?;
         self.claims.remove(id).map_err(db_err)?;
         match old.map(decode) {
             Some(Ok(record)) if record.completed_at.is_some() => {
@@ -292,6 +321,9 @@ impl AnalysisStore for EmbeddedStore {
                 t.claims.remove(id.as_str()).map_err(db_err)?;
                 t.dequeue(&id)?;
                 t.finished.insert((at, id.as_str()), ()).map_err(db_err)?;
+                if record.callback_url.is_some() {
+                    t.schedule_webhook(&id, at)?;
+                }
                 if drop_image {
                     t.images.remove(id.as_str()).map_err(db_err)?;
                 } else if t.images.get(id.as_str()).map_err(db_err)?.is_some() {
@@ -303,10 +335,49 @@ impl AnalysisStore for EmbeddedStore {
         .await
     }
 
-    async fn update_deliveries(&self, record: &AnalysisRecord) -> Result<bool, StoreError> {
+    async fn claim_webhook(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<AnalysisRecord>, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let until = (now + lease).timestamp_millis();
+        self.blocking(move |db| {
+            write(db, |t| {
+                let mut changed = false;
+                loop {
+                    let first = t.webhooks.first().map_err(db_err)?.map(|(k, _)| {
+                        let (due, id) = k.value();
+                        (due, id.to_string())
+                    });
+                    let Some((due, id)) = first.filter(|(due, _)| *due <= now_ms) else {
+                        return Ok((Ok(None), changed));
+                    };
+                    changed = true;
+                    let Some(json) = t.record_json(&id)? else {
+                        t.webhooks.remove((due, id.as_str())).map_err(db_err)?;
+                        t.webhook_due.remove(id.as_str()).map_err(db_err)?;
+                        continue;
+                    };
+                    // pushed back before decoding, so one unreadable record cannot keep
+                    // every later webhook from being sent
+                    t.schedule_webhook(&id, until)?;
+                    return Ok((decode(&json).map(Some), true));
+                }
+            })?
+        })
+        .await
+    }
+
+    async fn update_deliveries(
+        &self,
+        record: &AnalysisRecord,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
         let id = record.id.to_string();
         let deliveries = record.deliveries.clone();
         let delivered = record.delivered;
+        let retry_at = retry_at.map(|t| t.timestamp_millis());
         self.blocking(move |db| {
             write(db, |t| {
                 let Some(json) = t.record_json(&id)? else {
@@ -316,6 +387,12 @@ impl AnalysisStore for EmbeddedStore {
                 stored.deliveries = deliveries;
                 stored.delivered = delivered;
                 t.analyses.insert(id.as_str(), encode(&stored)?.as_str()).map_err(db_err)?;
+                match retry_at {
+                    Some(due) => t.schedule_webhook(&id, due)?,
+                    None => {
+                        t.unschedule_webhook(&id)?;
+                    }
+                }
                 Ok((true, true))
             })
         })
@@ -330,7 +407,8 @@ impl AnalysisStore for EmbeddedStore {
                 let image = t.images.remove(id.as_str()).map_err(db_err)?.is_some();
                 let queued = t.queued.get(id.as_str()).map_err(db_err)?.is_some();
                 let claimed = t.claims.get(id.as_str()).map_err(db_err)?.is_some();
-                let changed = old.is_some() || image || queued || claimed;
+                let hooked = t.webhook_due.get(id.as_str()).map_err(db_err)?.is_some();
+                let changed = old.is_some() || image || queued || claimed || hooked;
                 if changed {
                     t.unlink(&id, old.as_deref())?;
                 }
@@ -371,6 +449,7 @@ impl AnalysisStore for EmbeddedStore {
                     t.finished.remove((*at, id.as_str())).map_err(db_err)?;
                     t.claims.remove(id.as_str()).map_err(db_err)?;
                     t.dequeue(id)?;
+                    t.unschedule_webhook(id)?;
                 }
                 let changed = !images.is_empty() || !records.is_empty();
                 Ok((records.len() as u64, changed))

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::auth::key::{KeyId, KeyRecord};
+use crate::auth::key::{AccountId, KeyId, KeyRecord};
 use crate::quota::{Source, SourceCounts, TierLimits, Window, WindowKind, Windows};
 
 /// How long a counter outlives its window, so a refund that arrives just after the window
@@ -89,6 +89,11 @@ pub trait Store: Send + Sync + 'static {
     async fn refund(&self, key: &KeyId, source: Source, windows: &Windows) -> Result<(), StoreError>;
     /// Current counts, without counting anything.
     async fn usage(&self, key: &KeyId, windows: &Windows) -> Result<Usage, StoreError>;
+    /// Store the webhook secret of `account`, replacing the one before. Kept as given (not
+    /// hashed): deliveries are signed with it.
+    async fn put_webhook_secret(&self, account: &AccountId, secret: &str) -> Result<(), StoreError>;
+    /// The webhook secret of `account`, if one was created.
+    async fn webhook_secret(&self, account: &AccountId) -> Result<Option<String>, StoreError>;
     /// Make everything written so far durable (a no-op where every write already is).
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())

@@ -32,7 +32,7 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script};
 use super::{
     counter_name, expires_at, source_counter_name, source_windows, Admission, Store, StoreError, Usage,
 };
-use crate::auth::key::{KeyId, KeyRecord};
+use crate::auth::key::{AccountId, KeyId, KeyRecord};
 use crate::quota::{Source, TierLimits, WindowKind, Windows};
 
 /// Prefix of every Redis key this store writes, so it can share a Redis with other tenants.
@@ -166,6 +166,10 @@ fn used_key(id: &str) -> String {
     format!("{PREFIX}:used:{id}")
 }
 
+fn webhook_secret_key(account: &str) -> String {
+    format!("{PREFIX}:whsec:{account}")
+}
+
 fn index_key() -> String {
     format!("{PREFIX}:keys")
 }
@@ -233,6 +237,32 @@ impl Store for RedisStore {
                 .await
                 .map_err(redis_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_webhook_secret(&self, account: &AccountId, secret: &str) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            let _: () = redis::cmd("SET")
+                .arg(webhook_secret_key(account.as_str()))
+                .arg(secret)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhook_secret(&self, account: &AccountId) -> Result<Option<String>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            redis::cmd("GET")
+                .arg(webhook_secret_key(account.as_str()))
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)
         })
         .await
     }

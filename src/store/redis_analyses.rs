@@ -16,7 +16,9 @@
 //! - `tellscan:an_done`: ZSET of finished ids scored by the unix millisecond they finished,
 //!   which the retention sweep deletes whole analyses by;
 //! - `tellscan:an_kept`: ZSET of finished ids whose image is still kept, scored the same,
-//!   which the sweep deletes images by.
+//!   which the sweep deletes images by;
+//! - `tellscan:an_hooks`: ZSET of the ids whose webhook is to be sent, scored by the unix
+//!   millisecond it is due (a claimed one is pushed back by the sender's lease).
 //!
 //! Submit, claim, finish, delete and sweep are Lua scripts, each one atomic step across
 //! replicas: two replicas never claim the same job, and only the first finisher records an
@@ -46,13 +48,14 @@ const CLAIMS: &str = "tellscan:an_claims";
 const ATTEMPTS: &str = "tellscan:an_attempts";
 const DONE: &str = "tellscan:an_done";
 const KEPT: &str = "tellscan:an_kept";
+const HOOKS: &str = "tellscan:an_hooks";
 
 /// Ids the sweep handles per script call, so one call never blocks Redis for long.
 const SWEEP_BATCH: usize = 256;
 /// Compare-and-set rounds of `update_deliveries` before giving up.
 const CAS_ROUNDS: usize = 32;
 
-/// KEYS: record, image, queue, claims, done, kept, attempts.
+/// KEYS: record, image, queue, claims, done, kept, attempts, hooks.
 /// ARGV: id, record JSON, image, attempts.
 ///
 /// An id submitted again (ids are random, so only by a caller's mistake) is replaced and
@@ -63,6 +66,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
+  redis.call('ZREM', KEYS[8], ARGV[1])
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
@@ -107,8 +111,8 @@ while true do
 end
 ";
 
-/// KEYS: record, image, queue, claims, done, kept.
-/// ARGV: id, record JSON, drop image (1/0), finished at (ms).
+/// KEYS: record, image, queue, claims, done, kept, hooks.
+/// ARGV: id, record JSON, drop image (1/0), finished at (ms), schedule the webhook (1/0).
 ///
 /// Returns 1 when recorded, 0 when the record is gone or no longer `processing`.
 const FINISH_LUA: &str = r"
@@ -131,26 +135,58 @@ if ARGV[3] == '1' then
 elseif redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
 end
+if ARGV[5] == '1' then
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1])
+end
 return 1
 ";
 
-/// KEYS: record.
-/// ARGV: the record JSON the new one was derived from, the new record JSON.
+/// KEYS: hooks, attempts.
+/// ARGV: now (ms), lease end (ms), record key prefix.
+///
+/// The webhook due longest (at or before now), pushed back to the lease end. An id whose
+/// record is gone is dropped and the next one tried. Returns `{record JSON, attempts}`, or
+/// nil when nothing is due.
+const CLAIM_HOOK_LUA: &str = r"
+while true do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+  if #due == 0 then
+    return false
+  end
+  local id = due[1]
+  local json = redis.call('GET', ARGV[3] .. id)
+  if json then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    return {json, redis.call('HGET', KEYS[2], id) or '0'}
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+";
+
+/// KEYS: record, hooks.
+/// ARGV: the record JSON the new one was derived from, the new record JSON, id, when the
+/// webhook is due again (ms; empty: never).
 ///
 /// Returns 1 when replaced, 0 when the record changed meanwhile, -1 when it is gone.
-const REPLACE_LUA: &str = r"
+const DELIVERIES_LUA: &str = r"
 local current = redis.call('GET', KEYS[1])
 if not current then
+  redis.call('ZREM', KEYS[2], ARGV[3])
   return -1
 end
 if current ~= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
 return 1
 ";
 
-/// KEYS: record, image, queue, claims, done, kept, attempts.
+/// KEYS: record, image, queue, claims, done, kept, attempts, hooks.
 /// ARGV: id.
 ///
 /// Returns 1 when the record existed. Only a job neither claimed nor finished can still be
@@ -164,11 +200,12 @@ if existed == 1 and claimed == 0 and finished == 0 then
 end
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[7], ARGV[1])
+redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('DEL', KEYS[1], KEYS[2])
 return existed
 ";
 
-/// KEYS: done, kept, attempts.
+/// KEYS: done, kept, attempts, hooks.
 /// ARGV: images before (ms, exclusive), records before (ms, exclusive), batch size,
 /// record key prefix, image key prefix.
 ///
@@ -185,6 +222,7 @@ for _, id in ipairs(records) do
   redis.call('HDEL', KEYS[3], id)
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[4], id)
 end
 return {#images, #records}
 ";
@@ -192,7 +230,8 @@ return {#images, #records}
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(SUBMIT_LUA));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_LUA));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH_LUA));
-static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(REPLACE_LUA));
+static CLAIM_HOOK: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_HOOK_LUA));
+static DELIVERIES: LazyLock<Script> = LazyLock::new(|| Script::new(DELIVERIES_LUA));
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(SWEEP_LUA));
 
@@ -239,7 +278,7 @@ impl RedisStore {
 }
 
 /// An invocation of a script that touches every key of one job (submit and delete declare
-/// the same seven keys, in this order).
+/// the same eight keys, in this order).
 fn job_invocation<'a>(script: &'a Script, id: &str) -> redis::ScriptInvocation<'a> {
     let mut invocation = script.prepare_invoke();
     invocation
@@ -249,7 +288,8 @@ fn job_invocation<'a>(script: &'a Script, id: &str) -> redis::ScriptInvocation<'
         .key(CLAIMS)
         .key(DONE)
         .key(KEPT)
-        .key(ATTEMPTS);
+        .key(ATTEMPTS)
+        .key(HOOKS);
     invocation
 }
 
@@ -318,10 +358,12 @@ impl AnalysisStore for RedisStore {
             .key(CLAIMS)
             .key(DONE)
             .key(KEPT)
+            .key(HOOKS)
             .arg(id)
             .arg(&json)
             .arg(if drop_image { "1" } else { "0" })
-            .arg(at);
+            .arg(at)
+            .arg(if record.callback_url.is_some() { "1" } else { "0" });
         self.bounded(async {
             let mut conn = self.conn().await?;
             let done: i64 = invocation.invoke_async(&mut conn).await.map_err(redis_err)?;
@@ -330,8 +372,34 @@ impl AnalysisStore for RedisStore {
         .await
     }
 
-    async fn update_deliveries(&self, record: &AnalysisRecord) -> Result<bool, StoreError> {
+    async fn claim_webhook(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<AnalysisRecord>, StoreError> {
+        let mut invocation = CLAIM_HOOK.prepare_invoke();
+        invocation
+            .key(HOOKS)
+            .key(ATTEMPTS)
+            .arg(now.timestamp_millis())
+            .arg((now + lease).timestamp_millis())
+            .arg(RECORD_PREFIX);
+        let claimed: Option<(String, i64)> = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                invocation.invoke_async(&mut conn).await.map_err(redis_err)
+            })
+            .await?;
+        claimed.map(|(json, attempts)| decode(&json, Some(attempts))).transpose()
+    }
+
+    async fn update_deliveries(
+        &self,
+        record: &AnalysisRecord,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
         let id = record.id.as_str();
+        let retry_at = retry_at.map_or_else(String::new, |t| t.timestamp_millis().to_string());
         for _ in 0..CAS_ROUNDS {
             let (Some(current), _) = self.read_analysis(id).await? else {
                 return Ok(false);
@@ -339,8 +407,14 @@ impl AnalysisStore for RedisStore {
             let mut stored = decode(&current, None)?;
             stored.deliveries = record.deliveries.clone();
             stored.delivered = record.delivered;
-            let mut invocation = REPLACE.prepare_invoke();
-            invocation.key(record_key(id)).arg(&current).arg(encode(&stored)?);
+            let mut invocation = DELIVERIES.prepare_invoke();
+            invocation
+                .key(record_key(id))
+                .key(HOOKS)
+                .arg(&current)
+                .arg(encode(&stored)?)
+                .arg(id)
+                .arg(&retry_at);
             let replaced: i64 = self
                 .bounded(async {
                     let mut conn = self.conn().await?;
@@ -380,6 +454,7 @@ impl AnalysisStore for RedisStore {
             .key(DONE)
             .key(KEPT)
             .key(ATTEMPTS)
+            .key(HOOKS)
             .arg(image_before.timestamp_millis())
             .arg(record_before.timestamp_millis())
             .arg(SWEEP_BATCH)
