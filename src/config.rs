@@ -53,6 +53,15 @@ pub struct AnalysesSettings {
     pub url_timeout_secs: u64,
     /// Extra networks outbound requests may reach.
     pub allowed_networks: Vec<String>,
+    /// Delivery attempts per webhook (the first included).
+    pub webhook_attempts: u32,
+    /// Milliseconds before the first retry of a webhook; each later retry waits twice as
+    /// long as the one before, up to an hour.
+    pub webhook_backoff_ms: u64,
+    /// Seconds a webhook receiver has to answer.
+    pub webhook_timeout_secs: u64,
+    /// Webhooks this replica sends at once.
+    pub webhook_senders: usize,
 }
 
 impl AnalysesSettings {

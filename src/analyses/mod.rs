@@ -9,6 +9,7 @@ pub mod worker;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::key::{AccountId, KeyId};
@@ -66,6 +67,27 @@ impl From<AnalysisId> for String {
 impl fmt::Display for AnalysisId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Counts of analyses finished by this replica's workers (the first finisher only), shared
+/// with whoever exports them.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    /// Analyses completed.
+    pub completed: Counter,
+    /// Analyses failed.
+    pub failed: Counter,
+}
+
+impl Outcomes {
+    /// Count one finished analysis.
+    pub fn count(&self, status: AnalysisStatus) {
+        match status {
+            AnalysisStatus::Completed => self.completed.inc(),
+            AnalysisStatus::Failed => self.failed.inc(),
+            AnalysisStatus::Processing => return,
+        };
     }
 }
 

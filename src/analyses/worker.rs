@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{AnalysisError, AnalysisRecord, AnalysisStatus};
+use super::{AnalysisError, AnalysisRecord, AnalysisStatus, Outcomes};
 use crate::config::AnalysesSettings;
 use crate::forensics::families::ModelSlug;
 use crate::forensics::{DetectOptions, Detector};
@@ -52,6 +52,8 @@ pub struct Workers {
     pub pool: Arc<DetectionPool>,
     /// Timeouts and retention.
     pub settings: AnalysesSettings,
+    /// What the workers finished.
+    pub outcomes: Outcomes,
 }
 
 impl Workers {
@@ -74,6 +76,9 @@ impl Workers {
                 detail: format!("the analysis was tried {MAX_ATTEMPTS} times without finishing"),
             });
             let kept = self.analyses.finish(&record, true).await?;
+            if kept {
+                self.outcomes.count(record.status);
+            }
             return Ok(Step::Processed { id: record.id, status: record.status, kept });
         }
         let options = DetectOptions { from_extension: record.source.is_extension() };
@@ -82,7 +87,9 @@ impl Workers {
         let outcome = self.pool.run(reservation, move || detector.detect_with(&image, options)).await;
         finish_record(&mut record, outcome);
         let kept = self.analyses.finish(&record, self.settings.keep_images_secs == 0).await?;
-        if !kept {
+        if kept {
+            self.outcomes.count(record.status);
+        } else {
             tracing::info!(id = %record.id, "analysis already finished by another worker; this result is dropped");
         }
         Ok(Step::Processed { id: record.id, status: record.status, kept })

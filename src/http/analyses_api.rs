@@ -20,6 +20,7 @@ use crate::analyses::{AnalysisId, AnalysisRecord, AnalysisStatus};
 use crate::auth::Principal;
 use crate::forensics::families::ModelSlug;
 use crate::forensics::ImageFormat;
+use crate::hexid::random_hex;
 use crate::outbound::client::FetchError;
 use crate::quota::{Source, Ticket};
 
@@ -33,6 +34,9 @@ pub struct SubmitForm {
     pub model: Option<String>,
     /// Your own reference for the analysis, returned as given (≤ 128 printable characters).
     pub external_id: Option<String>,
+    /// Where to POST the result when the analysis finishes (`http`/`https`, public address;
+    /// the account needs a webhook secret: `POST /api/v1/webhooks/secret`).
+    pub callback_url: Option<String>,
 }
 
 /// `POST /api/v1/analyses/url`.
@@ -44,6 +48,8 @@ pub struct SubmitUrl {
     pub model: Option<String>,
     /// Your reference (≤ 128 printable characters).
     pub external_id: Option<String>,
+    /// Where to POST the result when the analysis finishes.
+    pub callback_url: Option<String>,
 }
 
 /// A submitted or polled analysis.
@@ -70,6 +76,55 @@ pub struct AnalysisView {
     pub result: Option<AnalysisResult>,
     /// Why it failed, when failed.
     pub error: Option<ErrorBody>,
+    /// Webhook deliveries, when a `callback_url` was given (absent from the webhook's own
+    /// body, which is the same on every attempt).
+    #[oai(skip_serializing_if_is_none)]
+    pub webhook: Option<WebhookView>,
+}
+
+/// The webhook of an analysis.
+#[derive(Debug, Object)]
+pub struct WebhookView {
+    /// Where the result is sent.
+    pub callback_url: String,
+    /// `pending` (not finished, or a retry is due), `delivered` (a 2xx answer) or `failed`
+    /// (every attempt failed).
+    pub status: String,
+    /// Every attempt so far, oldest first.
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// One webhook delivery attempt.
+#[derive(Debug, Object)]
+pub struct DeliveryView {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When it was made (RFC 3339).
+    pub at: String,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// A new webhook secret.
+#[derive(Debug, Object)]
+pub struct WebhookSecret {
+    /// The secret (`whsec_` and 64 hex digits). It is shown only here: store it now. Verify
+    /// `X-Tellscan-Signature: t=<unix>,v1=<hex>` as HMAC-SHA256 of `"<t>.<body>"` with it.
+    pub secret: String,
+    /// The account it signs for.
+    pub account_id: String,
+    /// When it was created (RFC 3339). It replaced any earlier secret at once.
+    pub created_at: String,
+}
+
+/// `POST /api/v1/webhooks/secret` answers.
+#[derive(ApiResponse)]
+pub enum SecretCreated {
+    /// Created; earlier secrets no longer sign deliveries.
+    #[oai(status = 201)]
+    Created(Json<WebhookSecret>),
 }
 
 /// One signal of `detection_details`.
@@ -152,6 +207,7 @@ impl AnalysesApi {
     ) -> Result<Submitted, ApiError> {
         let model = admission::parse_model(form.model.as_deref())?;
         let external_id = form.external_id.map(check_external_id).transpose()?;
+        let callback_url = check_callback(&state, &principal, form.callback_url).await?;
         if form.file.is_empty() {
             return Err(ApiError::bad_request("missing_file", "send at least one 'file' field"));
         }
@@ -167,7 +223,8 @@ impl AnalysesApi {
             let format = admission::check_image(&bytes, max)?;
             files.push((name, format, bytes));
         }
-        let views = queue_files(&state, &principal, **source, &slot, files, model, external_id).await?;
+        let request = Submission { model, external_id, callback_url };
+        let views = queue_files(&state, &principal, **source, &slot, files, request).await?;
         Ok(submitted(views))
     }
 
@@ -194,6 +251,7 @@ impl AnalysesApi {
         let body = body.0;
         let model = admission::parse_model(body.model.as_deref())?;
         let external_id = body.external_id.map(check_external_id).transpose()?;
+        let callback_url = check_callback(&state, &principal, body.callback_url).await?;
         let url = state.outbound.check(&body.url).map_err(fetch_error)?;
         let max = state.settings.server.max_upload_bytes;
         let fetched = state.outbound.fetch(url.as_str(), max).await.map_err(fetch_error)?;
@@ -205,7 +263,8 @@ impl AnalysesApi {
             .filter(|n| !n.is_empty())
             .map(|n| n.chars().take(255).collect());
         let files = vec![(name, format, fetched.bytes)];
-        let views = queue_files(&state, &principal, **source, &slot, files, model, external_id).await?;
+        let request = Submission { model, external_id, callback_url };
+        let views = queue_files(&state, &principal, **source, &slot, files, request).await?;
         Ok(submitted(views))
     }
 
@@ -221,7 +280,7 @@ impl AnalysesApi {
         id: Path<String>,
     ) -> Result<Json<AnalysisView>, ApiError> {
         let record = owned(&state, &principal, &id).await?;
-        Ok(Json(view_of(&record)))
+        Ok(Json(view_of(&record, state.settings.analyses.webhook_attempts)))
     }
 
     /// Delete an analysis: its image, its result and any cached report, at once.
@@ -247,6 +306,72 @@ impl AnalysesApi {
         }
         Ok(Json(Deleted { id: record.id.to_string(), deleted: true }))
     }
+
+    /// Create the account's webhook secret, or replace it.
+    ///
+    /// The secret is shown once, in this answer. Webhook deliveries are signed with it from
+    /// now on (a delivery already being retried is signed with the new one too). Needed
+    /// before any submission with a `callback_url`.
+    #[oai(
+        path = "/api/v1/webhooks/secret",
+        method = "post",
+        transform = "keyed",
+        operation_id = "create_webhook_secret"
+    )]
+    async fn create_webhook_secret(
+        &self,
+        _auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        principal: Data<&Principal>,
+    ) -> Result<SecretCreated, ApiError> {
+        let secret = format!("{WEBHOOK_SECRET_PREFIX}{}", random_hex(WEBHOOK_SECRET_BYTES));
+        state.store.put_webhook_secret(&principal.account, &secret).await.map_err(|e| {
+            tracing::warn!("cannot store a webhook secret: {e}");
+            analysis_store_down()
+        })?;
+        Ok(SecretCreated::Created(Json(WebhookSecret {
+            secret,
+            account_id: principal.account.to_string(),
+            created_at: rfc3339(Utc::now()),
+        })))
+    }
+}
+
+/// What every file of one submission shares.
+struct Submission {
+    model: Option<ModelSlug>,
+    external_id: Option<String>,
+    callback_url: Option<String>,
+}
+
+/// Prefix of webhook secrets, so a leaked one is recognisable.
+const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
+/// Bytes of randomness in a webhook secret (256 bits).
+const WEBHOOK_SECRET_BYTES: usize = 32;
+
+/// A callback URL that passes the outbound address checks, for an account that has a
+/// webhook secret to sign with.
+async fn check_callback(
+    state: &AppState,
+    principal: &Principal,
+    url: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let url = state.webhook_client.check(&url).map_err(|e| match e {
+        FetchError::Refused { .. } => ApiError::bad_request("callback_url_refused", e.to_string()),
+        _ => ApiError::bad_request("invalid_callback_url", e.to_string()),
+    })?;
+    let secret = state.store.webhook_secret(&principal.account).await.map_err(|_| analysis_store_down())?;
+    if secret.is_none() {
+        return Err(ApiError::bad_request(
+            "webhook_secret_missing",
+            "this account has no webhook secret to sign deliveries with: create one with \
+             POST /api/v1/webhooks/secret (it is shown once), then submit again",
+        ));
+    }
+    Ok(Some(url.to_string()))
 }
 
 /// Admit and queue the files of one submission, all or nothing.
@@ -256,9 +381,9 @@ async fn queue_files(
     source: Source,
     slot: &QuotaSlot,
     files: Vec<(Option<String>, ImageFormat, Vec<u8>)>,
-    model: Option<ModelSlug>,
-    external_id: Option<String>,
+    request: Submission,
 ) -> Result<Vec<AnalysisView>, ApiError> {
+    let Submission { model, external_id, callback_url } = request;
     let tickets = admit_all(state, principal, source, files.len(), slot).await?;
     let (queued, claimed) = state.analyses.queue_depth().await.unwrap_or((0, 0));
     let ahead = (queued + claimed) as f64 / state.settings.analyses.workers.max(1) as f64;
@@ -274,7 +399,7 @@ async fn queue_files(
             external_id: external_id.clone(),
             model: model.map(|m| m.family().slug.to_string()),
             source,
-            callback_url: None,
+            callback_url: callback_url.clone(),
             created_at: Utc::now(),
             completed_at: None,
             result: None,
@@ -291,7 +416,8 @@ async fn queue_files(
             tracing::warn!("cannot queue an analysis: {e}");
             return Err(analysis_store_down());
         }
-        let mut view = view_of(&record);
+        state.metrics.analyses_submitted.inc();
+        let mut view = view_of(&record, state.settings.analyses.webhook_attempts);
         view.estimated_completion_seconds =
             Some((SECONDS_PER_ANALYSIS * (1.0 + ahead + views.len() as f64)).ceil() as u64);
         views.push(view);
@@ -384,7 +510,9 @@ pub fn risk_level(score: f64) -> &'static str {
     }
 }
 
-fn view_of(record: &AnalysisRecord) -> AnalysisView {
+/// The poll body of `record`; `webhook_attempts` (the configured maximum) tells a webhook
+/// that is still being retried from one that gave up.
+pub(super) fn view_of(record: &AnalysisRecord, webhook_attempts: u32) -> AnalysisView {
     let status = match record.status {
         AnalysisStatus::Processing => "processing",
         AnalysisStatus::Completed => "completed",
@@ -416,6 +544,31 @@ fn view_of(record: &AnalysisRecord) -> AnalysisView {
             report: ReportJson(report.clone()),
         }),
         error: record.error.as_ref().map(|e| ErrorBody { error: e.error.clone(), detail: e.detail.clone() }),
+        webhook: record.callback_url.as_ref().map(|url| webhook_view(record, url, webhook_attempts)),
+    }
+}
+
+fn webhook_view(record: &AnalysisRecord, url: &str, max_attempts: u32) -> WebhookView {
+    let status = if record.delivered {
+        "delivered"
+    } else if record.deliveries.len() as u64 >= u64::from(max_attempts.max(1)) {
+        "failed"
+    } else {
+        "pending"
+    };
+    WebhookView {
+        callback_url: url.to_string(),
+        status: status.into(),
+        deliveries: record
+            .deliveries
+            .iter()
+            .map(|d| DeliveryView {
+                attempt: d.attempt,
+                at: rfc3339(d.at),
+                status: d.status,
+                error: d.error.clone(),
+            })
+            .collect(),
     }
 }
 

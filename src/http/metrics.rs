@@ -1,6 +1,7 @@
 //! Prometheus metrics (OpenMetrics text at `GET /metrics`): requests by route, status and
 //! source; detection latency per module; time spent in auth + quota; quota decisions and
-//! store errors; queue depth; result-cache hits; argon2 verifications.
+//! store errors; queue depth; result-cache hits; argon2 verifications; analyses queued,
+//! processing, completed and failed; webhook attempts and failures.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::analyses::Outcomes;
 
 /// Labels of the request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +68,18 @@ pub struct Metrics {
     pub overloaded: Counter,
     /// Reports served from the result cache.
     pub cache_hits: Counter,
+    /// Analyses accepted (one per file).
+    pub analyses_submitted: Counter,
+    /// Analyses waiting for a worker, in the whole queue (set when scraped).
+    pub analyses_queued: Gauge,
+    /// Analyses claimed by a worker, in the whole queue (set when scraped).
+    pub analyses_processing: Gauge,
+    /// Analyses this replica completed or failed.
+    pub analyses: Outcomes,
+    /// Webhook delivery attempts made by this replica.
+    pub webhook_attempts: Counter,
+    /// Attempts that did not get a 2xx answer.
+    pub webhook_failures: Counter,
 }
 
 impl Metrics {
@@ -112,6 +127,39 @@ impl Metrics {
             "Detections answered from the result cache",
             cache_hits.clone(),
         );
+        let analyses_submitted = Counter::default();
+        registry.register(
+            "analyses_submitted",
+            "Analyses accepted (one per file)",
+            analyses_submitted.clone(),
+        );
+        let analyses_queued = Gauge::default();
+        registry.register(
+            "analyses_queued",
+            "Analyses waiting for a worker, across every replica sharing the store",
+            analyses_queued.clone(),
+        );
+        let analyses_processing = Gauge::default();
+        registry.register(
+            "analyses_processing",
+            "Analyses being worked on, across every replica sharing the store",
+            analyses_processing.clone(),
+        );
+        let analyses = Outcomes::default();
+        registry.register(
+            "analyses_completed",
+            "Analyses completed by this replica",
+            analyses.completed.clone(),
+        );
+        registry.register("analyses_failed", "Analyses failed by this replica", analyses.failed.clone());
+        let webhook_attempts = Counter::default();
+        registry.register("webhook_attempts", "Webhook delivery attempts", webhook_attempts.clone());
+        let webhook_failures = Counter::default();
+        registry.register(
+            "webhook_failures",
+            "Webhook delivery attempts without a 2xx answer (refused address, timeout, error status)",
+            webhook_failures.clone(),
+        );
         registry.register(
             "argon2_verifications",
             "argon2id verifications run (once per key per cache period)",
@@ -127,6 +175,12 @@ impl Metrics {
             detections_running,
             overloaded,
             cache_hits,
+            analyses_submitted,
+            analyses_queued,
+            analyses_processing,
+            analyses,
+            webhook_attempts,
+            webhook_failures,
         }
     }
 

@@ -12,11 +12,12 @@ pub mod guard;
 pub mod metrics;
 pub mod ratelimit;
 pub mod report_schema;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::endpoint::make_sync;
+use poem::endpoint::make;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
 use poem_openapi::OpenApiService;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The guarded client for submitted URLs.
     pub outbound: OutboundClient,
+    /// The guarded client for webhooks (the same address policy, the webhook timeout).
+    pub webhook_client: OutboundClient,
 }
 
 /// The stores the settings select: keys and counters, and analyses (the same backend).
@@ -102,6 +105,10 @@ impl AppState {
             settings.analyses.address_policy()?,
             Duration::from_secs(settings.analyses.url_timeout_secs),
         )?;
+        let webhook_client = OutboundClient::new(
+            settings.analyses.address_policy()?,
+            Duration::from_secs(settings.analyses.webhook_timeout_secs),
+        )?;
         Ok(Arc::new(AppState {
             settings,
             detector,
@@ -113,6 +120,7 @@ impl AppState {
             cache,
             metrics,
             outbound,
+            webhook_client,
         }))
     }
 }
@@ -147,14 +155,21 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .nest("/docs", docs)
         .at(
             "/metrics",
-            make_sync(move |_| {
-                let pool = &metrics_state.pool;
-                metrics_state.metrics.queue_depth.set(pool.queued() as i64);
-                metrics_state.metrics.detections_running.set(pool.running() as i64);
-                metrics_state
-                    .metrics
-                    .render()
-                    .with_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            make(move |_| {
+                let state = Arc::clone(&metrics_state);
+                async move {
+                    let pool = &state.pool;
+                    state.metrics.queue_depth.set(pool.queued() as i64);
+                    state.metrics.detections_running.set(pool.running() as i64);
+                    if let Ok((queued, claimed)) = state.analyses.queue_depth().await {
+                        state.metrics.analyses_queued.set(queued as i64);
+                        state.metrics.analyses_processing.set(claimed as i64);
+                    }
+                    state
+                        .metrics
+                        .render()
+                        .with_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+                }
             }),
         )
         .data(Arc::clone(&state))
@@ -185,6 +200,8 @@ fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/admin/keys" => "/admin/keys",
         "/api/v1/analyses" => "/api/v1/analyses",
+        "/api/v1/analyses/url" => "/api/v1/analyses/url",
+        "/api/v1/webhooks/secret" => "/api/v1/webhooks/secret",
         p if p.starts_with("/api/v1/analyses/") => "/api/v1/analyses/{id}",
         p if p.starts_with("/admin/keys/") => match p.rsplit('/').next() {
             Some("rotate") => "/admin/keys/{id}/rotate",
@@ -233,16 +250,20 @@ impl Bound {
                 detector: Arc::clone(&state.detector),
                 pool: Arc::clone(&state.pool),
                 settings: state.settings.analyses.clone(),
+                outcomes: state.metrics.analyses.clone(),
             }
-            .run(workers_stopped),
+            .run(workers_stopped.clone()),
         );
+        let senders = tokio::spawn(webhooks::run(Arc::clone(&state), workers_stopped));
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app(Arc::clone(&state)), shutdown, Some(grace))
             .await;
-        // workers finish the analysis they hold; the rest stays queued for the next start
+        // workers finish the analysis they hold and senders the delivery they make; the rest
+        // stays queued for the next start
         let _ = stop_workers.send(true);
         let _ = workers.await;
+        let _ = senders.await;
         flusher.abort();
         sweeper.abort();
         if let Err(e) = state.store.flush().await {

@@ -82,5 +82,6 @@ pub fn shared_rgb(rel: &str) -> image::RgbImage {
 }
 
 pub mod origin;
+pub mod receiver;
 pub mod redis;
 pub mod server;
