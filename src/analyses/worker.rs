@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{AnalysisError, AnalysisRecord, AnalysisStatus, Outcomes};
+use super::{AnalysisError, AnalysisRecord, AnalysisStatus, Outcomes, Wakers};
 use crate::config::AnalysesSettings;
 use crate::forensics::families::ModelSlug;
 use crate::forensics::{DetectOptions, Detector};
@@ -54,6 +54,8 @@ pub struct Workers {
     pub settings: AnalysesSettings,
     /// What the workers finished.
     pub outcomes: Outcomes,
+    /// Wakes the workers when an analysis is queued, and wakes the webhook senders.
+    pub wakers: Wakers,
 }
 
 impl Workers {
@@ -78,17 +80,28 @@ impl Workers {
             let kept = self.analyses.finish(&record, true).await?;
             if kept {
                 self.outcomes.count(record.status);
+                if record.callback_url.is_some() {
+                    self.wakers.webhooks.notify_one();
+                }
             }
             return Ok(Step::Processed { id: record.id, status: record.status, kept });
         }
         let options = DetectOptions { from_extension: record.source.is_extension() };
         let detector = Arc::clone(&self.detector);
         let image = claimed.image;
+        let started = std::time::Instant::now();
         let outcome = self.pool.run(reservation, move || detector.detect_with(&image, options)).await;
+        if let Ok(Ok(report)) = &outcome {
+            self.outcomes.detection_seconds.observe(started.elapsed().as_secs_f64());
+            self.outcomes.pace.record(report.elapsed_ms);
+        }
         finish_record(&mut record, outcome);
         let kept = self.analyses.finish(&record, self.settings.keep_images_secs == 0).await?;
         if kept {
             self.outcomes.count(record.status);
+            if record.callback_url.is_some() {
+                self.wakers.webhooks.notify_one();
+            }
         } else {
             tracing::info!(id = %record.id, "analysis already finished by another worker; this result is dropped");
         }
@@ -114,6 +127,7 @@ impl Workers {
                     if let Some(wait) = wait {
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
+                            _ = workers.wakers.jobs.notified() => {}
                             _ = shutdown.changed() => {}
                         }
                     }

@@ -182,9 +182,6 @@ pub enum Submitted {
     Batch(Json<AnalysisBatch>),
 }
 
-/// Seconds an analysis is expected to take, per queued analysis ahead of it per worker.
-const SECONDS_PER_ANALYSIS: f64 = 0.5;
-
 /// The analyses API.
 pub struct AnalysesApi;
 
@@ -386,7 +383,8 @@ async fn queue_files(
     let Submission { model, external_id, callback_url } = request;
     let tickets = admit_all(state, principal, source, files.len(), slot).await?;
     let (queued, claimed) = state.analyses.queue_depth().await.unwrap_or((0, 0));
-    let ahead = (queued + claimed) as f64 / state.settings.analyses.workers.max(1) as f64;
+    let workers = state.settings.analyses.workers.max(1) as f64;
+    let pace = state.metrics.analyses.pace.millis() / 1000.0;
     let mut views = Vec::with_capacity(files.len());
     for (name, format, bytes) in files {
         let record = AnalysisRecord {
@@ -417,9 +415,12 @@ async fn queue_files(
             return Err(analysis_store_down());
         }
         state.metrics.analyses_submitted.inc();
+        state.wakers.jobs.notify_one();
         let mut view = view_of(&record, state.settings.analyses.webhook_attempts);
-        view.estimated_completion_seconds =
-            Some((SECONDS_PER_ANALYSIS * (1.0 + ahead + views.len() as f64)).ceil() as u64);
+        // the jobs ahead of this one (in the whole queue) shared by this replica's workers, at
+        // the recent pace of detections; whole seconds, at least 1
+        let ahead = (queued + claimed) as f64 + views.len() as f64;
+        view.estimated_completion_seconds = Some(((ahead / workers + 1.0) * pace).ceil().max(1.0) as u64);
         views.push(view);
     }
     Ok(views)

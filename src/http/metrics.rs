@@ -152,6 +152,11 @@ impl Metrics {
             analyses.completed.clone(),
         );
         registry.register("analyses_failed", "Analyses failed by this replica", analyses.failed.clone());
+        registry.register(
+            "analysis_detection_seconds",
+            "Detection time of asynchronous analyses (on a detection thread)",
+            analyses.detection_seconds.clone(),
+        );
         let webhook_attempts = Counter::default();
         registry.register("webhook_attempts", "Webhook delivery attempts", webhook_attempts.clone());
         let webhook_failures = Counter::default();

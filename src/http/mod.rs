@@ -62,6 +62,8 @@ pub struct AppState {
     pub outbound: OutboundClient,
     /// The guarded client for webhooks (the same address policy, the webhook timeout).
     pub webhook_client: OutboundClient,
+    /// Wake-ups of this replica's analysis workers and webhook senders.
+    pub wakers: crate::analyses::Wakers,
 }
 
 /// The stores the settings select: keys and counters, and analyses (the same backend).
@@ -121,6 +123,7 @@ impl AppState {
             metrics,
             outbound,
             webhook_client,
+            wakers: crate::analyses::Wakers::default(),
         }))
     }
 }
@@ -251,6 +254,7 @@ impl Bound {
                 pool: Arc::clone(&state.pool),
                 settings: state.settings.analyses.clone(),
                 outcomes: state.metrics.analyses.clone(),
+                wakers: state.wakers.clone(),
             }
             .run(workers_stopped.clone()),
         );

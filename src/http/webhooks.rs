@@ -74,6 +74,7 @@ pub async fn run(state: Arc<AppState>, shutdown: tokio::sync::watch::Receiver<bo
                 if let Some(wait) = wait {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
+                        _ = state.wakers.webhooks.notified() => {}
                         _ = shutdown.changed() => {}
                     }
                 }
