@@ -192,6 +192,10 @@ pub struct DetectorSettings {
     /// PEM file of C2PA trust anchors; empty for none.
     #[serde(deserialize_with = "lenient_string")]
     pub trust_anchors: String,
+    /// The `ml` module's weights (safetensors, from `tellscan train`).
+    pub weights: PathBuf,
+    /// The calibrated fusion (JSON, from `tellscan calibrate`).
+    pub fusion: PathBuf,
 }
 
 impl DetectorSettings {
@@ -201,6 +205,8 @@ impl DetectorSettings {
         DetectorConfig {
             limits: DecodeLimits { max_pixels: self.max_pixels, max_side: self.max_side },
             provenance: ProvenanceConfig { trust_anchors_pem: anchors },
+            ml_weights: Some(self.weights.clone()),
+            fusion: Some(self.fusion.clone()),
         }
     }
 }

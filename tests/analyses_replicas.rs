@@ -52,7 +52,8 @@ impl Replica {
             .expect("tellscan serve starts");
         let replica = Replica { child, port };
         let started = Instant::now();
-        while client().get(replica.url("/health")).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+        while client().get(replica.url("/health")).send().await.map(|r| r.status().as_u16()).ok() != Some(200)
+        {
             assert!(started.elapsed() < Duration::from_secs(30), "replica on {port} did not become healthy");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -109,7 +110,8 @@ async fn a_job_held_by_a_killed_replica_completes_once_on_the_other() {
     // wait until the first replica holds the job, then kill it without warning
     let started = Instant::now();
     loop {
-        let claimed: Option<f64> = redis_get(&url, redis::cmd("ZSCORE").arg("tellscan:an_claims").arg(&id)).await;
+        let claimed: Option<f64> =
+            redis_get(&url, redis::cmd("ZSCORE").arg("tellscan:an_claims").arg(&id)).await;
         if claimed.is_some() {
             break;
         }
@@ -120,7 +122,10 @@ async fn a_job_held_by_a_killed_replica_completes_once_on_the_other() {
     first.child.wait().await.expect("the first replica is gone");
     let json: String = redis_get(&url, redis::cmd("GET").arg(format!("tellscan:an:{id}"))).await;
     let record: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(record["status"], "processing", "killed while holding the job (a larger image is needed otherwise)");
+    assert_eq!(
+        record["status"], "processing",
+        "killed while holding the job (a larger image is needed otherwise)"
+    );
 
     let second = Replica::start(&url, &dir.path().join("b")).await;
     let started = Instant::now();

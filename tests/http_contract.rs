@@ -33,7 +33,7 @@ const VERDICTS: [&str; 5] =
     ["AI generated", "Likely AI generated", "Uncertain", "Likely authentic", "Authentic"];
 
 /// The modules every report carries.
-const MODULES: [&str; 6] = ["metadata", "provenance", "frequency", "visual", "physics", "fusion"];
+const MODULES: [&str; 7] = ["metadata", "provenance", "frequency", "visual", "physics", "ml", "fusion"];
 
 /// `RateLimit-Policy` of the default free tier.
 const FREE_POLICY: &str = "\"minute\";q=10;w=60, \"day\";q=50;w=86400, \"month\";q=1000;w=2592000";

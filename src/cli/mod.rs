@@ -1,10 +1,12 @@
-//! The command-line tool: argument parsing and the `detect`, `eval`, `serve`, `keys` and
-//! `openapi` commands.
+//! The command-line tool: argument parsing and the `detect`, `eval`, `train`, `calibrate`,
+//! `serve`, `keys` and `openapi` commands.
 
+mod calibrate;
 mod detect;
 mod eval;
 mod keys;
 mod serve;
+mod train;
 
 pub use keys::KeysCommand;
 pub use serve::StoreArgs;
@@ -30,6 +32,12 @@ pub struct Cli {
     /// PEM file of C2PA trust anchors (none by default: manifests can be valid, never trusted).
     #[arg(long, global = true, env = "TELLSCAN_C2PA_TRUST_ANCHORS")]
     pub trust_anchors: Option<PathBuf>,
+    /// The `ml` module's weights (from `tellscan train`).
+    #[arg(long, global = true, env = "TELLSCAN_DETECTOR__WEIGHTS", default_value = crate::forensics::ml::DEFAULT_WEIGHTS)]
+    pub weights: PathBuf,
+    /// The calibrated fusion (from `tellscan calibrate`).
+    #[arg(long, global = true, env = "TELLSCAN_DETECTOR__FUSION", default_value = crate::forensics::DEFAULT_FUSION)]
+    pub fusion: PathBuf,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -97,6 +105,57 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Train the `ml` module's network on a labels file (CPU, fixed seed) and save its weights.
+    Train {
+        /// The labels file (`path,label,generator,source,license`).
+        #[arg(long)]
+        labels: PathBuf,
+        /// Where to write the weights; a record of the run goes beside it as `.json`.
+        #[arg(long, default_value = crate::forensics::ml::DEFAULT_WEIGHTS)]
+        out: PathBuf,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Passes over the corpus.
+        #[arg(long, default_value_t = crate::forensics::ml::train::TrainOptions::default().epochs)]
+        epochs: usize,
+        /// Stop after this many optimisation steps.
+        #[arg(long)]
+        max_steps: Option<usize>,
+        /// Do not add up-sampled real photos as generated-like samples.
+        #[arg(long)]
+        no_synthetic: bool,
+        /// Run a grouped validation first: whole sources held out, in this many folds (one
+        /// extra training per fold).
+        #[arg(long, value_name = "FOLDS")]
+        validate: Option<usize>,
+        /// Write the validation's held-out scores here (`path,score`), for `tellscan calibrate`.
+        #[arg(long, value_name = "FILE", requires = "validate")]
+        held_out: Option<PathBuf>,
+        /// Use only the first N rows of the labels file.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Fit the calibrated fusion over every module's output on a labels file (leave-one-source-out
+    /// cross-validation) and write it (uses the `ml` weights, not an existing fusion file).
+    Calibrate {
+        /// The labels file (`path,label,generator,source,license`).
+        #[arg(long)]
+        labels: PathBuf,
+        /// Where to write the fusion weights.
+        #[arg(long, default_value = crate::forensics::DEFAULT_FUSION)]
+        out: PathBuf,
+        /// Held-out ML scores (`path,score`, from `tellscan train --held-out`) used instead of
+        /// the ML module's in-sample scores on the training corpus.
+        #[arg(long, value_name = "FILE")]
+        ml_oof: Option<PathBuf>,
+        /// Analyse the files as they are only (by default also normalised).
+        #[arg(long, conflicts_with = "normalized_only")]
+        raw_only: bool,
+        /// Analyse the normalised files only.
+        #[arg(long)]
+        normalized_only: bool,
+    },
     /// Write the OpenAPI document the server serves (to stdout, or to --out).
     Openapi {
         /// Output file (e.g. openapi/openapi.json).
@@ -106,11 +165,17 @@ pub enum Command {
 }
 
 impl Cli {
-    fn detector(&self) -> anyhow::Result<Detector> {
-        Detector::new(&DetectorConfig {
+    fn detector_config(&self) -> DetectorConfig {
+        DetectorConfig {
             limits: self.limits(),
             provenance: ProvenanceConfig { trust_anchors_pem: self.trust_anchors.clone() },
-        })
+            ml_weights: Some(self.weights.clone()),
+            fusion: Some(self.fusion.clone()),
+        }
+    }
+
+    fn detector(&self) -> anyhow::Result<Detector> {
+        Detector::new(&self.detector_config())
     }
 
     fn limits(&self) -> DecodeLimits {
@@ -152,6 +217,38 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         ),
         Command::Serve { addr, store } => serve::run(store, *addr),
         Command::Keys { store, command } => keys::run(store, command),
+        Command::Train { labels, out, seed, epochs, max_steps, no_synthetic, validate, held_out, limit } => {
+            train::run(&train::TrainArgs {
+                labels: labels.clone(),
+                out: out.clone(),
+                options: crate::forensics::ml::train::TrainOptions {
+                    seed: *seed,
+                    epochs: *epochs,
+                    max_steps: *max_steps,
+                    synthetic: !no_synthetic,
+                    ..Default::default()
+                },
+                validate: *validate,
+                held_out: held_out.clone(),
+                limit: *limit,
+            })
+        }
+        Command::Calibrate { labels, out, ml_oof, raw_only, normalized_only } => {
+            // the fusion being fitted must not depend on an earlier fit
+            let detector = Detector::new(&DetectorConfig { fusion: None, ..cli.detector_config() })?;
+            calibrate::run(
+                &detector,
+                labels,
+                out,
+                calibrate::CalibrateOptions {
+                    normalized: !raw_only,
+                    raw: !normalized_only,
+                    ml_oof: ml_oof.clone(),
+                    limits: cli.limits(),
+                    ..Default::default()
+                },
+            )
+        }
         Command::Openapi { out } => {
             let spec = crate::http::openapi_json();
             match out {

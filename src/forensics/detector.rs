@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -9,18 +10,41 @@ use sha2::{Digest, Sha256};
 use super::decode::{self, DecodeError, DecodeLimits, DecodedImage};
 use super::fusion::{self, Degradation, FusionWeights};
 use super::metadata::{self, quant, MetadataFinding};
+use super::ml::MlModel;
 use super::provenance::{Provenance, ProvenanceConfig};
 use super::report::{FileMetadata, Hashes, ImageInfo, ModuleReport, Region, Report};
 use super::views::{Heatmap, Views};
 use super::{frequency, physics, visual};
 
+/// Where the calibrated fusion is looked for unless configured otherwise (relative to the
+/// working directory).
+pub const DEFAULT_FUSION: &str = "weights/fusion.json";
+
 /// Everything the detector is configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DetectorConfig {
     /// Size limits checked before decoding.
     pub limits: DecodeLimits,
     /// C2PA trust settings.
     pub provenance: ProvenanceConfig,
+    /// The `ml` module's weights; `None` runs without the module (only training and
+    /// calibration do: they build the model or read the other modules).
+    pub ml_weights: Option<PathBuf>,
+    /// The calibrated fusion (`tellscan calibrate`); `None` uses the fusion v1 weights.
+    pub fusion: Option<PathBuf>,
+}
+
+impl Default for DetectorConfig {
+    /// Default limits, no trust anchors, and the shipped weights under `weights/` (relative to
+    /// the working directory).
+    fn default() -> Self {
+        DetectorConfig {
+            limits: DecodeLimits::default(),
+            provenance: ProvenanceConfig::default(),
+            ml_weights: Some(PathBuf::from(super::ml::DEFAULT_WEIGHTS)),
+            fusion: Some(PathBuf::from(DEFAULT_FUSION)),
+        }
+    }
 }
 
 /// Per-request facts that change how the evidence is read.
@@ -34,17 +58,35 @@ pub struct DetectOptions {
 pub struct Detector {
     limits: DecodeLimits,
     provenance: Provenance,
+    ml: Option<MlModel>,
     fusion: FusionWeights,
 }
 
 impl Detector {
-    /// Build a detector; fails when the provenance trust anchors cannot be loaded.
+    /// Build a detector; fails with a message naming the file when the trust anchors, the ML
+    /// weights or the fusion file cannot be loaded (or do not match).
     pub fn new(config: &DetectorConfig) -> anyhow::Result<Self> {
-        Ok(Self {
-            limits: config.limits,
-            provenance: Provenance::new(&config.provenance)?,
-            fusion: FusionWeights::v1(),
-        })
+        let ml = config.ml_weights.as_deref().map(MlModel::load).transpose()?;
+        let fusion = match &config.fusion {
+            Some(path) => FusionWeights::load(path)?,
+            None => FusionWeights::v1(),
+        };
+        Ok(Self { limits: config.limits, provenance: Provenance::new(&config.provenance)?, ml, fusion })
+    }
+
+    /// Whether the `ml` module is loaded.
+    pub fn has_ml(&self) -> bool {
+        self.ml.is_some()
+    }
+
+    /// The names of the modules a report carries, `fusion` last.
+    pub fn module_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["metadata", "provenance", "frequency", "visual", "physics"];
+        if self.ml.is_some() {
+            names.push("ml");
+        }
+        names.push("fusion");
+        names
     }
 
     /// The provenance reader, for callers that need a C2PA verdict on a file whose pixels
@@ -77,16 +119,21 @@ impl Detector {
             },
             || {
                 let views = Views::new(&image, jpeg_quality);
-                let ((frequency, visual), physics) = rayon::join(
+                let ((frequency, visual), (physics, ml)) = rayon::join(
                     || {
                         rayon::join(
                             || guarded("frequency", || frequency::analyse(&views)),
                             || guarded("visual", || visual::analyse(&views)),
                         )
                     },
-                    || guarded("physics", || physics::analyse(&views)),
+                    || {
+                        rayon::join(
+                            || guarded("physics", || physics::analyse(&views)),
+                            || self.ml.as_ref().map(|model| guarded("ml", || model.analyse(&views))),
+                        )
+                    },
                 );
-                (views.origin, [("frequency", frequency), ("visual", visual), ("physics", physics)])
+                (views.origin, [("frequency", frequency), ("visual", visual), ("physics", physics)], ml)
             },
         );
         let (meta, meta_report) = match meta {
@@ -104,7 +151,14 @@ impl Detector {
             ("metadata".to_string(), meta_report),
             ("provenance".to_string(), provenance_report),
         ]);
-        let (origin, pixel_findings) = pixels;
+        let (origin, pixel_findings, ml) = pixels;
+        if let Some(ml) = ml {
+            let report = match ml {
+                Ok((report, elapsed)) => ModuleReport { elapsed_ms: elapsed, ..report },
+                Err(report) => report,
+            };
+            modules.insert("ml".to_string(), report);
+        }
         let mut heatmaps = Vec::new();
         for (name, finding) in pixel_findings {
             let report = match finding {

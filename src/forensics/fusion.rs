@@ -1,18 +1,22 @@
 //! Fusion: module outputs → one 0-100 score, a verdict, confidence and uncertainty.
 //!
-//! Two layers. A *combiner* turns the non-abstaining modules' scores into log-odds
-//! (v1: a weighted sum of each module's logit; the calibrated logistic model fitted by
-//! `tellscan calibrate` will replace the weights, not the shape). Then *decisive-evidence
-//! rules* bound the result:
+//! Two layers. A *combiner* turns the module outputs into log-odds: a bias, plus a weight on
+//! the logit of each non-abstaining module's score, plus a term for each module that abstained
+//! (v1: every weight 1, no abstention terms; the calibrated logistic model fitted by
+//! `tellscan calibrate` — see [`super::calibration`] — sets all three from a labelled corpus
+//! and is read with [`FusionWeights::load`]). Then *decisive-evidence rules* bound the result:
 //! - a valid C2PA manifest declaring generated content, or generator metadata, or an IPTC
 //!   "trained algorithmic" declaration in XMP, puts the score at ≥ 85;
 //! - a valid, trusted C2PA manifest declaring a camera capture (and no AI declaration of the
 //!   first kind) puts it at ≤ 15.
 //!
-//! With no evidence at all the answer is 50, `Uncertain`, with high uncertainty.
+//! With no evidence at all the answer is 50, `Uncertain`, with high uncertainty (v1); a
+//! calibrated model answers its fitted rate for images on which every module abstained.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::evidence::{logit, sigmoid};
@@ -53,7 +57,8 @@ impl Degradation {
     }
 }
 
-/// The combiner's parameters: per-module weights on the logit of each module's score.
+/// The combiner's parameters: log-odds = `bias` + Σ over voting modules of
+/// `weight × logit(score)` + Σ over abstaining modules of `abstain`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FusionWeights {
     /// Added to the weighted sum (log-odds).
@@ -62,6 +67,46 @@ pub struct FusionWeights {
     pub weights: BTreeMap<String, f64>,
     /// Weight of a module without its own entry.
     pub default_weight: f64,
+    /// Log-odds added when the named module abstains (absent: 0). Empty for v1.
+    #[serde(default)]
+    pub abstain: BTreeMap<String, f64>,
+    /// How these weights were fitted; `None` for hand-set weights such as v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted: Option<FitInfo>,
+}
+
+/// Facts about a fit by `tellscan calibrate` (no dates: the same corpus gives the same file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitInfo {
+    /// The model, in words.
+    pub method: String,
+    /// What the samples were (e.g. normalised and raw files).
+    #[serde(default)]
+    pub inputs: String,
+    /// Samples (images × conditions), decisive ones included.
+    pub samples: usize,
+    /// AI samples.
+    pub positive: usize,
+    /// Real samples.
+    pub negative: usize,
+    /// Samples left out of the fit because a decisive-evidence rule sets their answer.
+    #[serde(default)]
+    pub decisive: usize,
+    /// Cross-validation folds (one per source group, leave-one-group-out).
+    pub folds: usize,
+    /// The chosen L2 penalty on the summed log-loss, pulling the weights towards v1's and the
+    /// abstention terms towards 0 (the bias is free).
+    pub l2: f64,
+    /// Held-out mean log-loss of the fused probability at the chosen penalty.
+    pub cv_log_loss: f64,
+    /// Held-out expected calibration error (10 bins) of the fused v1 probability.
+    pub cv_ece_uncalibrated: f64,
+    /// Held-out expected calibration error (10 bins) of the calibrated probability.
+    pub cv_ece_calibrated: f64,
+    /// Held-out ROC AUC of the fused v1 probability.
+    pub cv_auc_uncalibrated: Option<f64>,
+    /// Held-out ROC AUC of the calibrated probability.
+    pub cv_auc_calibrated: Option<f64>,
 }
 
 impl FusionWeights {
@@ -73,7 +118,95 @@ impl FusionWeights {
             bias: 0.0,
             weights: BTreeMap::from([("metadata".to_string(), 1.0), ("provenance".to_string(), 1.0)]),
             default_weight: 1.0,
+            abstain: BTreeMap::new(),
+            fitted: None,
         }
+    }
+
+    /// `true` for a fitted model (or any weights with abstention terms): it answers even when
+    /// no module voted, from `bias` and the abstention terms.
+    pub fn is_calibrated(&self) -> bool {
+        self.fitted.is_some() || !self.abstain.is_empty()
+    }
+
+    /// Read weights written by `tellscan calibrate`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "fusion weights file {} does not exist; `tellscan calibrate --labels LABELS.csv \
+                 --out {}` writes it",
+                path.display(),
+                path.display()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read fusion weights {}", path.display()))
+            }
+        };
+        let weights: Self = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("{} is not a valid fusion weights JSON file: {e}", path.display())
+        })?;
+        weights.check().map_err(|e| anyhow::anyhow!("fusion weights {}: {e}", path.display()))?;
+        Ok(weights)
+    }
+
+    /// Write the weights as pretty JSON (creating the parent folder).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        self.check()?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let json = serde_json::to_string_pretty(self)? + "\n";
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Every number must be finite.
+    fn check(&self) -> anyhow::Result<()> {
+        let named = [("bias", self.bias), ("default_weight", self.default_weight)];
+        for (what, v) in named {
+            if !v.is_finite() {
+                bail!("{what} is {v}, not a finite number");
+            }
+        }
+        for (kind, map) in [("weights", &self.weights), ("abstain", &self.abstain)] {
+            if let Some((name, v)) = map.iter().find(|(_, v)| !v.is_finite()) {
+                bail!("{kind}.{name} is {v}, not a finite number");
+            }
+        }
+        Ok(())
+    }
+
+    /// The combiner's log-odds for module outputs `(name, score 0-1, abstained)`; `None` when
+    /// no module voted and the weights have no answer for that case (v1: the caller says 50).
+    pub fn log_odds<'a>(&self, modules: impl IntoIterator<Item = (&'a str, f64, bool)>) -> Option<f64> {
+        let (mut voted, mut votes, mut abstained) = (false, 0.0, 0.0);
+        for (name, score, abstain) in modules {
+            if abstain {
+                abstained += self.abstain.get(name).copied().unwrap_or(0.0);
+            } else {
+                voted = true;
+                votes += self.vote(name, score);
+            }
+        }
+        (voted || self.is_calibrated()).then_some(self.bias + votes + abstained)
+    }
+
+    /// The fused probability (0-1) before rounding: the combiner, 0.5 where it has no answer,
+    /// then the decisive-evidence bound. `fuse` reports 100 × this.
+    pub fn probability<'a>(
+        &self,
+        modules: impl IntoIterator<Item = (&'a str, f64, bool)>,
+        bound: Option<Bound>,
+    ) -> f64 {
+        match self.log_odds(modules) {
+            Some(z) => bound.map_or(sigmoid(z), |b| b.apply(sigmoid(z))),
+            None => 0.5,
+        }
+    }
+
+    /// One voting module's term: its weight times the logit of its score.
+    fn vote(&self, name: &str, score: f64) -> f64 {
+        self.weights.get(name).copied().unwrap_or(self.default_weight) * logit(score)
     }
 }
 
@@ -103,6 +236,33 @@ pub struct Fused {
 enum Decisive {
     Ai(&'static str),
     Capture,
+}
+
+/// The bound a decisive-evidence rule puts on the fused probability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bound {
+    /// Decisive AI evidence: at least 0.90.
+    AiFloor,
+    /// A trusted camera-capture manifest: at most 0.10.
+    CaptureCeiling,
+}
+
+impl Bound {
+    /// Bound a probability (0-1).
+    pub fn apply(self, p: f64) -> f64 {
+        match self {
+            Bound::AiFloor => p.max(DECISIVE_AI_FLOOR / 100.0),
+            Bound::CaptureCeiling => p.min(DECISIVE_CAPTURE_CEILING / 100.0),
+        }
+    }
+}
+
+/// The decisive-evidence rule that applies to these module reports, if any.
+pub fn bound(modules: &BTreeMap<String, ModuleReport>) -> Option<Bound> {
+    decisive(modules).map(|d| match d {
+        Decisive::Ai(_) => Bound::AiFloor,
+        Decisive::Capture => Bound::CaptureCeiling,
+    })
 }
 
 const GENERATOR_FLAGS: &[Flag] = &[
@@ -160,42 +320,52 @@ pub fn fuse(
     let voting: Vec<(&String, &ModuleReport, f64)> = modules
         .iter()
         .filter(|(_, m)| !m.abstained)
-        .map(|(name, m)| {
-            let w = weights.weights.get(name).copied().unwrap_or(weights.default_weight);
-            (name, m, w * logit(m.score))
-        })
+        .map(|(name, m)| (name, m, weights.vote(name, m.score)))
         .collect();
+    let calibrated = weights.is_calibrated();
     let decision = decisive(modules);
     let mut explanations = Vec::new();
-    let (score, uncertainty) = if voting.is_empty() {
-        explanations.push(
-            "No module found evidence either way: no generator metadata, no provenance manifest, \
-             no camera record; the answer is a coin toss"
-                .to_string(),
-        );
-        (50.0, (0.9 + degradation.penalty()).min(1.0))
-    } else {
-        let total: f64 = weights.bias + voting.iter().map(|(_, _, l)| l).sum::<f64>();
-        let mut score = 100.0 * sigmoid(total);
-        match decision {
-            Some(Decisive::Ai(why)) => {
-                score = score.max(DECISIVE_AI_FLOOR);
-                explanations.push(format!("Decisive: {why}"));
-            }
-            Some(Decisive::Capture) => {
-                score = score.min(DECISIVE_CAPTURE_CEILING);
-                explanations.push("Decisive: a trusted C2PA manifest declares a camera capture".into());
-            }
-            None => {}
+    let log_odds = weights.log_odds(modules.iter().map(|(name, m)| (name.as_str(), m.score, m.abstained)));
+    let (score, uncertainty) = match log_odds {
+        None => {
+            explanations.push(
+                "No module found evidence either way: no generator metadata, no provenance manifest, \
+                 no camera record; the answer is a coin toss"
+                    .to_string(),
+            );
+            (50.0, (0.9 + degradation.penalty()).min(1.0))
         }
-        let abstain_share = 1.0 - voting.len() as f64 / modules.len().max(1) as f64;
-        let disagreement = disagreement(&voting);
-        let uncertainty = if decision.is_some() {
-            0.02 + 0.5 * disagreement
-        } else {
-            0.1 + 0.3 * abstain_share + disagreement + degradation.penalty()
-        };
-        (score, uncertainty.clamp(0.0, 1.0))
+        Some(total) => {
+            if voting.is_empty() {
+                explanations.push(
+                    "No module found evidence either way: no generator metadata, no provenance \
+                     manifest, no camera record; the score is the calibrated rate for such images"
+                        .to_string(),
+                );
+            }
+            let mut score = 100.0 * sigmoid(total);
+            match decision {
+                Some(Decisive::Ai(why)) => {
+                    score = score.max(DECISIVE_AI_FLOOR);
+                    explanations.push(format!("Decisive: {why}"));
+                }
+                Some(Decisive::Capture) => {
+                    score = score.min(DECISIVE_CAPTURE_CEILING);
+                    explanations.push("Decisive: a trusted C2PA manifest declares a camera capture".into());
+                }
+                None => {}
+            }
+            let abstain_share = 1.0 - voting.len() as f64 / modules.len().max(1) as f64;
+            let disagreement = disagreement(&voting);
+            let uncertainty = if voting.is_empty() {
+                0.9 + degradation.penalty()
+            } else if decision.is_some() {
+                0.02 + 0.5 * disagreement
+            } else {
+                0.1 + 0.3 * abstain_share + disagreement + degradation.penalty()
+            };
+            (score, uncertainty.clamp(0.0, 1.0))
+        }
     };
     // the strongest module reasons, ordered by how far each moved the answer
     let mut ranked = voting.clone();
@@ -219,14 +389,22 @@ pub fn fuse(
     } else {
         ((score - 50.0).abs() / 50.0 * (1.0 - uncertainty)).clamp(0.0, 1.0)
     };
+    let combiner = if calibrated {
+        format!("calibrated logistic fusion ({} modules)", voting.len())
+    } else {
+        format!("weighted log-odds of {} module(s) (fusion v1 weights)", voting.len())
+    };
     let report = ModuleReport {
         score: score / 100.0,
-        abstained: voting.is_empty(),
+        // a calibrated model always answers (with its no-evidence rate when nothing voted)
+        abstained: log_odds.is_none(),
         flags: vec![],
         explanations: vec![match decision {
+            Some(_) if calibrated => format!("decisive evidence bounds the {combiner}"),
             Some(_) => "decisive evidence bounds the weighted log-odds of the modules".into(),
-            None if voting.is_empty() => "no module voted".into(),
-            None => format!("weighted log-odds of {} module(s) (fusion v1 weights)", voting.len()),
+            None if log_odds.is_none() => "no module voted".into(),
+            None if voting.is_empty() => format!("{combiner}: no module voted"),
+            None => combiner,
         }],
         elapsed_ms: 0.0,
     };
@@ -313,6 +491,55 @@ mod tests {
         let f = fuse(&FusionWeights::v1(), &modules, Degradation::default());
         assert!(f.score <= 15.0);
         assert_eq!(f.verdict, Verdict::Authentic);
+    }
+
+    fn calibrated() -> FusionWeights {
+        FusionWeights {
+            bias: -0.4,
+            weights: BTreeMap::from([("metadata".to_string(), 0.5)]),
+            default_weight: 0.0,
+            abstain: BTreeMap::from([("metadata".to_string(), 0.3), ("provenance".to_string(), -0.2)]),
+            fitted: None,
+        }
+    }
+
+    #[test]
+    fn calibrated_weights_add_abstention_terms_and_answer_without_votes() {
+        let w = calibrated();
+        assert!(w.is_calibrated() && !FusionWeights::v1().is_calibrated());
+        let modules = BTreeMap::from([
+            ("metadata".to_string(), module(0.8, &[])),
+            ("provenance".to_string(), ModuleReport::abstain("none")),
+            ("visual".to_string(), module(0.99, &[])), // unknown to the fit: weight 0
+        ]);
+        let f = fuse(&w, &modules, Degradation::default());
+        let want = sigmoid(-0.4 + 0.5 * logit(0.8) - 0.2);
+        assert!((f.report.score - want).abs() < 1e-12);
+        assert_eq!(f.report.explanations, vec!["calibrated logistic fusion (2 modules)"]);
+        let none = BTreeMap::from([
+            ("metadata".to_string(), ModuleReport::abstain("none")),
+            ("provenance".to_string(), ModuleReport::abstain("none")),
+        ]);
+        let f = fuse(&w, &none, Degradation::default());
+        assert!((f.report.score - sigmoid(-0.4 + 0.3 - 0.2)).abs() < 1e-12);
+        assert!(!f.report.abstained && f.uncertainty >= 0.9 && f.confidence == 0.0);
+        assert!(f.explanations[0].contains("calibrated rate"));
+    }
+
+    #[test]
+    fn decisive_rules_bound_calibrated_fusion() {
+        let ai = BTreeMap::from([("metadata".to_string(), module(0.01, &[Flag::DalleSignature]))]);
+        let f = fuse(&calibrated(), &ai, Degradation::default());
+        assert_eq!(f.score, DECISIVE_AI_FLOOR);
+        assert!(f.report.explanations[0].starts_with("decisive evidence bounds the calibrated"));
+        let capture = BTreeMap::from([(
+            "provenance".to_string(),
+            module(0.9, &[Flag::C2paValid, Flag::C2paTrusted, Flag::C2paCaptureSource]),
+        )]);
+        let f = fuse(&calibrated(), &capture, Degradation::default());
+        assert!(f.score <= DECISIVE_CAPTURE_CEILING);
+        assert_eq!(bound(&capture), Some(Bound::CaptureCeiling));
+        assert_eq!(Bound::AiFloor.apply(0.2), 0.9);
     }
 
     #[test]

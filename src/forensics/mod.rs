@@ -1,5 +1,6 @@
 //! The detector: a plain library that knows nothing about HTTP.
 
+pub mod calibration;
 pub mod decode;
 mod detector;
 pub mod evidence;
@@ -7,6 +8,7 @@ pub mod families;
 pub mod frequency;
 pub mod fusion;
 pub mod metadata;
+pub mod ml;
 pub mod overlay;
 pub mod physics;
 pub mod provenance;
@@ -16,5 +18,5 @@ pub mod views;
 pub mod visual;
 
 pub use decode::{DecodeError, DecodeLimits, ImageFormat};
-pub use detector::{sha256_hex, Analysis, DetectOptions, Detector, DetectorConfig};
+pub use detector::{sha256_hex, Analysis, DetectOptions, Detector, DetectorConfig, DEFAULT_FUSION};
 pub use report::{Flag, Report, Verdict};

@@ -171,9 +171,6 @@ pub enum HealthResponse {
     Unavailable(Json<Health>),
 }
 
-/// Modules the detector runs today.
-pub const MODULES: [&str; 6] = ["metadata", "provenance", "frequency", "visual", "physics", "fusion"];
-
 /// The public API.
 pub struct PublicApi;
 
@@ -308,8 +305,8 @@ impl PublicApi {
             status: if connected { "ok" } else { "degraded" }.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             store: StoreHealth { kind: state.store.kind().into(), connected },
-            model_loaded: false,
-            modules: MODULES.iter().map(|m| m.to_string()).collect(),
+            model_loaded: state.detector.has_ml(),
+            modules: state.detector.module_names().iter().map(|m| m.to_string()).collect(),
         };
         if !connected && state.settings.quota.on_store_error == crate::config::OnStoreError::Deny {
             HealthResponse::Unavailable(Json(health))

@@ -1,0 +1,130 @@
+//! `tellscan train`: fit the `ml` module's network on a labels file and save its weights,
+//! with a record of how (options, loss, grouped validation, a golden output) beside them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::eval::read_labels;
+use crate::forensics::ml::train::{
+    golden_input, group_folds, grouped_validation, load_examples, loss_ends, train, Example, TrainOptions,
+    TrainRecord,
+};
+use crate::forensics::ml::{patches, INFERENCE_PATCHES};
+
+/// What `tellscan train` was asked to do.
+#[derive(Debug, Clone)]
+pub struct TrainArgs {
+    /// The labels file.
+    pub labels: PathBuf,
+    /// Where to write the weights (`.safetensors`); the record goes beside it as `.json`.
+    pub out: PathBuf,
+    /// Training options.
+    pub options: TrainOptions,
+    /// Run the grouped validation first with this many folds (one training per fold).
+    pub validate: Option<usize>,
+    /// Write the held-out scores of the validation here (`path,score`), for `tellscan calibrate`.
+    pub held_out: Option<PathBuf>,
+    /// Use only the first N rows of the labels file (for quick trials).
+    pub limit: Option<usize>,
+}
+
+/// Run `tellscan train`.
+pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let mut rows = read_labels(&args.labels)?;
+    if let Some(limit) = args.limit {
+        rows.truncate(limit);
+    }
+    let base = args.labels.parent().unwrap_or(Path::new("."));
+    let examples = load_examples(&rows, base);
+    let positives = examples.iter().filter(|e| e.positive).count();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} images decoded ({} generated, {} real; {} skipped); seed {}",
+        examples.len(),
+        positives,
+        examples.len() - positives,
+        rows.len() - examples.len(),
+        args.options.seed
+    )?;
+    let validation = if let Some(folds) = args.validate {
+        let folds = group_folds(&examples, folds);
+        let v = grouped_validation(&examples, &args.options, &folds)?;
+        write_validation(&mut out, &v, &examples)?;
+        if let Some(path) = &args.held_out {
+            let mut csv = String::from("path,score\n");
+            for h in &v.held_out {
+                csv.push_str(&format!("{},{:.6}\n", h.path, h.score));
+            }
+            std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(out, "held-out scores written to {}", path.display())?;
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let all: Vec<&Example> = examples.iter().collect();
+    let trained = train(&all, &args.options)?;
+    let (loss_start, loss_end) = loss_ends(&trained.losses, 20);
+    let golden = golden_input();
+    let golden_logits = trained.model().logits(&golden, &patches::select(&golden, INFERENCE_PATCHES))?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    trained.varmap.save(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let record = TrainRecord {
+        options: args.options.clone(),
+        examples: (positives, examples.len() - positives),
+        steps: trained.losses.len(),
+        loss_start,
+        loss_end,
+        golden_logits,
+        validation,
+    };
+    let record_path = args.out.with_extension("json");
+    std::fs::write(&record_path, serde_json::to_string_pretty(&record)? + "\n")
+        .with_context(|| format!("cannot write {}", record_path.display()))?;
+    writeln!(
+        out,
+        "trained {} steps: loss {loss_start:.4} → {loss_end:.4}; weights {}, record {}",
+        record.steps,
+        args.out.display(),
+        record_path.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_validation(
+    out: &mut impl Write,
+    v: &crate::forensics::ml::train::Validation,
+    examples: &[Example],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "grouped validation, whole sources held out (held-out images normalised: 512 crop, JPEG q90)"
+    )?;
+    for (fold, auc) in v.folds.iter().zip(&v.fold_auc) {
+        let auc = auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+        writeln!(out, "  fold AUC {auc}: {}", fold.join(", "))?;
+        for group in fold {
+            let held: Vec<_> = v.held_out.iter().filter(|h| &h.group == group).collect();
+            let mean = held.iter().map(|h| h.score).sum::<f64>() / held.len().max(1) as f64;
+            let flagged = held.iter().filter(|h| h.score >= 0.5).count();
+            let class = if examples.iter().any(|e| &e.group == group && e.positive) { "ai" } else { "real" };
+            writeln!(
+                out,
+                "    {group:<40} {class:<4} n={:<3} mean score {mean:.3}  ≥0.5: {flagged}",
+                held.len()
+            )?;
+        }
+    }
+    let auc = v.auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+    writeln!(
+        out,
+        "  pooled AUC {auc}  TPR(ai) {:.3}  FPR(real) {:.3} at 0.5",
+        v.true_positive_rate, v.false_positive_rate
+    )
+}

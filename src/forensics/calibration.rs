@@ -1,0 +1,566 @@
+//! Calibrating fusion: fit the combiner of [`super::fusion`] to a labelled corpus.
+//!
+//! Each labelled analysis becomes a [`Sample`]: every module's score and whether it abstained.
+//! The model is L2-regularised logistic regression on, per module (sorted by name), the logit
+//! of its score when it voted (0 when it abstained) and an abstention indicator; its
+//! coefficients are exactly the fusion weights, the abstention terms and the bias of
+//! [`FusionWeights`], so `fuse` computes the fitted probability. It is fitted by Newton's
+//! method (iteratively reweighted least squares) with a step-halving line search. The L2
+//! penalty pulls each logit weight towards its v1 value and each abstention term towards 0
+//! (the bias is free): a module the corpus never shows voting (metadata on normalised images)
+//! keeps its v1 weight instead of being silenced, and a large penalty gives v1 plus a fitted
+//! bias.
+//!
+//! A sample on which a decisive-evidence rule fires keeps its bound at fusion time whatever
+//! the combiner says, so it is left out of the fit (it is still scored in cross-validation,
+//! bound applied).
+//!
+//! Cross-validation leaves one group (a source) out at a time: the score that matters is the
+//! one on images from sources the fit has not seen. Sources are often single-class, so each
+//! training fold is reweighted to keep the whole set's class proportions (leaving out a
+//! source of real photos must not teach the bias that real photos are rare). The L2 penalty
+//! is the one with the lowest held-out log-loss over a small grid; the held-out figures are
+//! reported at that penalty (so they are slightly optimistic: the grid is small).
+//!
+//! Pure: no I/O. `tellscan calibrate` turns a labels file into samples and writes the result.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, ensure};
+
+use super::evidence::{logit, sigmoid};
+use super::fusion::{self, Bound, FitInfo, FusionWeights};
+use super::report::{ModuleReport, Report};
+use crate::eval::metrics::{expected_calibration_error, roc_auc};
+
+/// L2 penalties tried by [`calibrate`] (on the summed log-loss).
+pub const L2_GRID: [f64; 7] = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0];
+
+/// Bins of the expected calibration error.
+pub const ECE_BINS: usize = 10;
+
+/// One labelled analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Module name → (score 0-1, abstained); the `fusion` entry is not a module.
+    pub modules: BTreeMap<String, (f64, bool)>,
+    /// `true` for an AI-generated image.
+    pub positive: bool,
+    /// Cross-validation group (the image's source): a group is held out as a whole.
+    pub group: String,
+    /// The decisive-evidence bound fusion puts on this analysis, if any.
+    pub bound: Option<Bound>,
+}
+
+impl Sample {
+    /// A sample from a detector report.
+    pub fn from_report(report: &Report, positive: bool, group: impl Into<String>) -> Self {
+        Self::from_modules(&report.modules, positive, group)
+    }
+
+    /// A sample from module reports (the `fusion` entry, if present, is ignored).
+    pub fn from_modules(
+        modules: &BTreeMap<String, ModuleReport>,
+        positive: bool,
+        group: impl Into<String>,
+    ) -> Self {
+        let mut modules = modules.clone();
+        modules.remove("fusion");
+        Self {
+            bound: fusion::bound(&modules),
+            modules: modules.into_iter().map(|(name, m)| (name, (m.score, m.abstained))).collect(),
+            positive,
+            group: group.into(),
+        }
+    }
+
+    /// The module outputs as fusion reads them.
+    fn outputs(&self) -> impl Iterator<Item = (&str, f64, bool)> {
+        self.modules.iter().map(|(name, &(score, abstained))| (name.as_str(), score, abstained))
+    }
+
+    /// The fused probability (0-1) under `weights`, decisive bound included: what `fuse`
+    /// reports as the score / 100.
+    pub fn probability(&self, weights: &FusionWeights) -> f64 {
+        weights.probability(self.outputs(), self.bound)
+    }
+}
+
+/// The feature layout: `[1, logit-if-voting per module…, abstained per module…]`.
+#[derive(Debug, Clone, PartialEq)]
+struct Features {
+    modules: Vec<String>,
+}
+
+impl Features {
+    fn of(samples: &[Sample]) -> Self {
+        let names: BTreeSet<&String> = samples.iter().flat_map(|s| s.modules.keys()).collect();
+        Self { modules: names.into_iter().cloned().collect() }
+    }
+
+    fn len(&self) -> usize {
+        1 + 2 * self.modules.len()
+    }
+
+    /// A module missing from the sample neither votes nor abstains: both features are 0,
+    /// as fusion adds nothing for it.
+    fn row(&self, sample: &Sample) -> Vec<f64> {
+        let k = self.modules.len();
+        let mut x = vec![0.0; self.len()];
+        x[0] = 1.0;
+        for (i, name) in self.modules.iter().enumerate() {
+            match sample.modules.get(name) {
+                Some(&(_, true)) => x[1 + k + i] = 1.0,
+                Some(&(score, false)) => x[1 + i] = logit(score),
+                None => {}
+            }
+        }
+        x
+    }
+
+    /// Where the penalty pulls each coefficient: the v1 weight for a module's logit, 0 for
+    /// its abstention term. A module the corpus never shows voting keeps its v1 weight.
+    fn prior(&self) -> Vec<f64> {
+        let v1 = FusionWeights::v1();
+        let mut prior = vec![0.0; self.len()];
+        for (i, name) in self.modules.iter().enumerate() {
+            prior[1 + i] = v1.weights.get(name).copied().unwrap_or(v1.default_weight);
+        }
+        prior
+    }
+
+    fn weights(&self, beta: &[f64]) -> FusionWeights {
+        let k = self.modules.len();
+        let named = |offset: usize| -> BTreeMap<String, f64> {
+            self.modules.iter().enumerate().map(|(i, n)| (n.clone(), beta[offset + i])).collect()
+        };
+        FusionWeights {
+            bias: beta[0],
+            weights: named(1),
+            default_weight: 0.0,
+            abstain: named(1 + k),
+            fitted: None,
+        }
+    }
+}
+
+/// Fit the combiner on `samples` with L2 penalty `l2` (all samples weighted 1; those with a
+/// decisive bound left out). The result has `fitted: None`; [`calibrate`] fills it in.
+pub fn fit(samples: &[Sample], l2: f64) -> anyhow::Result<FusionWeights> {
+    let features = Features::of(samples);
+    let fitted: Vec<&Sample> = samples.iter().filter(|s| s.bound.is_none()).collect();
+    let beta = fit_rows(&features, &fitted, None, l2)?;
+    Ok(features.weights(&beta))
+}
+
+/// Fit on the given samples; `prior`, when set, reweights the classes so the positive share
+/// of the total weight is `prior` (total weight = number of samples).
+fn fit_rows(
+    features: &Features,
+    samples: &[&Sample],
+    prior: Option<f64>,
+    l2: f64,
+) -> anyhow::Result<Vec<f64>> {
+    ensure!(l2.is_finite() && l2 >= 0.0, "the L2 penalty must be a finite number ≥ 0, not {l2}");
+    let n_pos = samples.iter().filter(|s| s.positive).count();
+    let n_neg = samples.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        bail!(
+            "cannot fit fusion on {} sample(s) with {n_pos} AI and {n_neg} real: both classes are needed \
+             (samples decided by a decisive-evidence rule are not fitted)",
+            samples.len()
+        );
+    }
+    let n = samples.len() as f64;
+    let (w_pos, w_neg) = match prior {
+        Some(pi) => (n * pi / n_pos as f64, n * (1.0 - pi) / n_neg as f64),
+        None => (1.0, 1.0),
+    };
+    let rows: Vec<(Vec<f64>, f64, f64)> = samples
+        .iter()
+        .map(|s| {
+            (features.row(s), if s.positive { 1.0 } else { 0.0 }, if s.positive { w_pos } else { w_neg })
+        })
+        .collect();
+    Ok(newton(&rows, &features.prior(), l2))
+}
+
+/// Penalised negative log-likelihood: Σ wᵢ·(softplus(ηᵢ) − yᵢηᵢ) + λ/2·Σ_{j≥1} (βⱼ − mⱼ)²
+/// with `m` the prior.
+fn objective(rows: &[(Vec<f64>, f64, f64)], beta: &[f64], prior: &[f64], l2: f64) -> f64 {
+    let data: f64 = rows.iter().map(|(x, y, w)| w * (softplus(dot(x, beta)) - y * dot(x, beta))).sum();
+    data + 0.5 * l2 * beta[1..].iter().zip(&prior[1..]).map(|(b, m)| (b - m).powi(2)).sum::<f64>()
+}
+
+/// Newton's method with step halving, from the prior; the bias gets a tiny ridge so that the
+/// Hessian stays positive definite even at `l2` = 0 with a constant column.
+fn newton(rows: &[(Vec<f64>, f64, f64)], prior: &[f64], l2: f64) -> Vec<f64> {
+    const MAX_ITERATIONS: usize = 100;
+    let d = prior.len();
+    let mut beta = prior.to_vec();
+    let mut current = objective(rows, &beta, prior, l2);
+    for _ in 0..MAX_ITERATIONS {
+        let mut grad: Vec<f64> = beta.iter().zip(prior).map(|(b, m)| l2 * (b - m)).collect();
+        grad[0] = 0.0;
+        let mut hessian = vec![vec![0.0; d]; d];
+        for (j, row) in hessian.iter_mut().enumerate() {
+            row[j] = if j == 0 { 1e-9 } else { l2.max(1e-9) };
+        }
+        for (x, y, w) in rows {
+            let p = sigmoid(dot(x, &beta));
+            let (r, h) = (w * (p - y), w * p * (1.0 - p));
+            for ((g, row), &xj) in grad.iter_mut().zip(hessian.iter_mut()).zip(x) {
+                if xj != 0.0 {
+                    *g += r * xj;
+                    for (cell, &xk) in row.iter_mut().zip(x) {
+                        *cell += h * xj * xk;
+                    }
+                }
+            }
+        }
+        let step = solve_spd(hessian, &grad);
+        let mut t = 1.0;
+        let (next, value) = loop {
+            let next: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b - t * s).collect();
+            let value = objective(rows, &next, prior, l2);
+            if value <= current || t < 1e-6 {
+                break (next, value);
+            }
+            t *= 0.5;
+        };
+        let moved = beta.iter().zip(&next).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        if value > current {
+            break; // no descent along the Newton direction: at the optimum up to rounding
+        }
+        beta = next;
+        current = value;
+        if moved < 1e-10 {
+            break;
+        }
+    }
+    beta
+}
+
+/// Solve `a·x = b` for a symmetric positive definite `a` by Cholesky decomposition; when
+/// rounding makes `a` lose definiteness, the diagonal is nudged up and the factorisation
+/// retried. (The crate's other solvers are fixed 3×3 and 4×4 ones inside the pixel modules.)
+fn solve_spd(a: Vec<Vec<f64>>, b: &[f64]) -> Vec<f64> {
+    let d = b.len();
+    let scale = (0..d).map(|i| a[i][i].abs()).fold(0.0, f64::max).max(1e-300);
+    let mut jitter = 0.0;
+    loop {
+        if let Some(l) = cholesky(&a, jitter) {
+            // forward: l·y = b; back: lᵀ·x = y
+            let mut y = vec![0.0; d];
+            for i in 0..d {
+                y[i] = (b[i] - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+            }
+            let mut x = vec![0.0; d];
+            for i in (0..d).rev() {
+                x[i] = (y[i] - (i + 1..d).map(|k| l[k][i] * x[k]).sum::<f64>()) / l[i][i];
+            }
+            return x;
+        }
+        jitter = if jitter == 0.0 { 1e-12 * scale } else { jitter * 100.0 };
+    }
+}
+
+/// Lower-triangular `l` with `l·lᵀ = a + jitter·I`; `None` when a pivot is not positive.
+fn cholesky(a: &[Vec<f64>], jitter: f64) -> Option<Vec<Vec<f64>>> {
+    let d = a.len();
+    let mut l = vec![vec![0.0; d]; d];
+    for i in 0..d {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            if i == j {
+                let pivot = a[i][i] + jitter - s;
+                if pivot <= 0.0 || !pivot.is_finite() {
+                    return None;
+                }
+                l[i][i] = pivot.sqrt();
+            } else {
+                l[i][j] = (a[i][j] - s) / l[j][j];
+            }
+        }
+    }
+    Some(l)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `ln(1 + eˣ)` without overflow.
+fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// Out-of-fold probabilities of one leave-one-group-out run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossValidation {
+    /// The L2 penalty of the fits.
+    pub l2: f64,
+    /// Number of folds (distinct groups).
+    pub folds: usize,
+    /// Per sample (in input order): the calibrated fused probability from the fit that did
+    /// not see the sample's group, decisive bound applied.
+    pub calibrated: Vec<f64>,
+    /// Per sample: the fused probability under v1 weights (which were not fitted, so every
+    /// sample is held out for them), decisive bound applied.
+    pub uncalibrated: Vec<f64>,
+    /// Mean log-loss of `calibrated`.
+    pub log_loss: f64,
+}
+
+impl CrossValidation {
+    /// The labels, in sample order.
+    fn truth(samples: &[Sample]) -> Vec<bool> {
+        samples.iter().map(|s| s.positive).collect()
+    }
+
+    /// Held-out (ECE, AUC) of the uncalibrated and the calibrated probabilities.
+    pub fn figures(&self, samples: &[Sample]) -> [(f64, Option<f64>); 2] {
+        let truth = Self::truth(samples);
+        let figures =
+            |p: &[f64]| (expected_calibration_error(p, &truth, ECE_BINS).unwrap_or(0.0), roc_auc(p, &truth));
+        [figures(&self.uncalibrated), figures(&self.calibrated)]
+    }
+}
+
+/// Leave-one-group-out cross-validation at one L2 penalty.
+pub fn cross_validate(samples: &[Sample], l2: f64) -> anyhow::Result<CrossValidation> {
+    let groups: BTreeSet<&str> = samples.iter().map(|s| s.group.as_str()).collect();
+    ensure!(
+        groups.len() >= 2,
+        "cross-validation needs at least two groups (sources), found {}",
+        groups.len()
+    );
+    let features = Features::of(samples);
+    let fittable: Vec<&Sample> = samples.iter().filter(|s| s.bound.is_none()).collect();
+    let n_pos = fittable.iter().filter(|s| s.positive).count();
+    let prior = n_pos as f64 / fittable.len().max(1) as f64;
+    let mut calibrated = vec![f64::NAN; samples.len()];
+    for group in &groups {
+        let train: Vec<&Sample> = fittable.iter().copied().filter(|s| s.group != *group).collect();
+        let beta = fit_rows(&features, &train, Some(prior), l2)
+            .map_err(|e| anyhow::anyhow!("fold without source {group:?}: {e}"))?;
+        let weights = features.weights(&beta);
+        for (i, s) in samples.iter().enumerate().filter(|(_, s)| s.group == *group) {
+            calibrated[i] = s.probability(&weights);
+        }
+    }
+    let v1 = FusionWeights::v1();
+    let uncalibrated: Vec<f64> = samples.iter().map(|s| s.probability(&v1)).collect();
+    let log_loss = log_loss(&calibrated, &CrossValidation::truth(samples));
+    Ok(CrossValidation { l2, folds: groups.len(), calibrated, uncalibrated, log_loss })
+}
+
+/// Mean log-loss, probabilities clamped to [1e-6, 1 − 1e-6].
+pub fn log_loss(probabilities: &[f64], positive: &[bool]) -> f64 {
+    let total: f64 = probabilities
+        .iter()
+        .zip(positive)
+        .map(|(&p, &y)| {
+            let p = p.clamp(1e-6, 1.0 - 1e-6);
+            -(if y { p.ln() } else { (1.0 - p).ln() })
+        })
+        .sum();
+    total / probabilities.len().max(1) as f64
+}
+
+/// The outcome of [`calibrate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    /// The fit on every sample at the chosen penalty, with its [`FitInfo`].
+    pub weights: FusionWeights,
+    /// The cross-validation at the chosen penalty.
+    pub cv: CrossValidation,
+    /// Held-out log-loss per penalty tried, in grid order.
+    pub grid: Vec<(f64, f64)>,
+}
+
+/// Choose the L2 penalty from `grid` by held-out log-loss, then fit on every sample.
+/// `inputs` says what the samples are (recorded in the fit's [`FitInfo`]).
+pub fn calibrate(samples: &[Sample], grid: &[f64], inputs: &str) -> anyhow::Result<Calibration> {
+    ensure!(!grid.is_empty(), "no L2 penalty to try");
+    let mut best: Option<CrossValidation> = None;
+    let mut tried = Vec::new();
+    for &l2 in grid {
+        let cv = cross_validate(samples, l2)?;
+        tried.push((l2, cv.log_loss));
+        if best.as_ref().is_none_or(|b| cv.log_loss < b.log_loss) {
+            best = Some(cv);
+        }
+    }
+    let cv = best.expect("the grid is not empty");
+    let mut weights = fit(samples, cv.l2)?;
+    let [(ece_before, auc_before), (ece_after, auc_after)] = cv.figures(samples);
+    let positive = samples.iter().filter(|s| s.positive).count();
+    weights.fitted = Some(FitInfo {
+        method: "logistic regression (Newton/IRLS) on each module's logit(score) when it votes and an \
+                 indicator when it abstains, L2 penalty towards the v1 weights; leave-one-source-out \
+                 cross-validation"
+            .into(),
+        inputs: inputs.into(),
+        samples: samples.len(),
+        positive,
+        negative: samples.len() - positive,
+        decisive: samples.iter().filter(|s| s.bound.is_some()).count(),
+        folds: cv.folds,
+        l2: cv.l2,
+        cv_log_loss: cv.log_loss,
+        cv_ece_uncalibrated: ece_before,
+        cv_ece_calibrated: ece_after,
+        cv_auc_uncalibrated: auc_before,
+        cv_auc_calibrated: auc_after,
+    });
+    Ok(Calibration { weights, cv, grid: tried })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(modules: &[(&str, f64, bool)], positive: bool, group: &str) -> Sample {
+        Sample {
+            modules: modules.iter().map(|&(n, s, a)| (n.to_string(), (s, a))).collect(),
+            positive,
+            group: group.into(),
+            bound: None,
+        }
+    }
+
+    #[test]
+    fn cholesky_solves_a_small_system() {
+        let a = vec![vec![4.0, 2.0, 0.6], vec![2.0, 5.0, 1.0], vec![0.6, 1.0, 3.0]];
+        let x = [1.0, -2.0, 0.5];
+        let b: Vec<f64> = a.iter().map(|row| dot(row, &x)).collect();
+        let got = solve_spd(a, &b);
+        for (g, want) in got.iter().zip(x) {
+            assert!((g - want).abs() < 1e-12, "{got:?}");
+        }
+        // singular: still returns a finite answer thanks to the jitter
+        let s = solve_spd(vec![vec![1.0, 1.0], vec![1.0, 1.0]], &[2.0, 2.0]);
+        assert!(s.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn features_are_logits_and_abstention_indicators() {
+        let samples = vec![sample(&[("b", 0.5, true), ("a", 0.8, false)], true, "g")];
+        let f = Features::of(&samples);
+        assert_eq!(f.modules, vec!["a", "b"]);
+        let row = f.row(&samples[0]);
+        assert_eq!(row.len(), 5);
+        assert_eq!(row[0], 1.0);
+        assert!((row[1] - logit(0.8)).abs() < 1e-12);
+        assert_eq!(&row[2..], &[0.0, 0.0, 1.0]);
+        let missing = sample(&[], false, "g");
+        assert_eq!(f.row(&missing), vec![1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn recovers_a_known_logistic_model() {
+        // the true log-odds: -0.5 + 2·logit(s_a) (a always votes), +1.5 when b abstains;
+        // deterministic "labels": the expected share of positives at each point
+        let mut samples = Vec::new();
+        for i in 0..40 {
+            let s = 0.05 + 0.9 * i as f64 / 39.0;
+            for abstains in [false, true] {
+                let z = -0.5 + 2.0 * logit(s) + if abstains { 1.5 } else { 0.0 };
+                let p = sigmoid(z);
+                // 20 copies, round(20·p) positive
+                let k = (20.0 * p).round() as usize;
+                for c in 0..20 {
+                    samples.push(sample(
+                        &[("a", s, false), ("b", 0.5, abstains)],
+                        c < k,
+                        &format!("g{}", c % 4),
+                    ));
+                }
+            }
+        }
+        let w = fit(&samples, 0.01).unwrap();
+        assert!((w.weights["a"] - 2.0).abs() < 0.15, "{w:?}");
+        assert!((w.abstain["b"] - 1.5).abs() < 0.3, "{w:?}");
+        assert!((w.bias + 0.5).abs() < 0.3, "{w:?}");
+        assert_eq!(w.weights["b"], 1.0); // b never voted: it keeps its v1 weight
+        assert_eq!(w.default_weight, 0.0);
+        // the weights drive fusion directly
+        let s = &samples[0];
+        let want = sigmoid(w.bias + w.weights["a"] * logit(0.05));
+        assert!((s.probability(&w) - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn penalty_shrinks_and_separation_stays_finite() {
+        // perfectly separated: without a penalty the weight would diverge
+        let samples: Vec<Sample> = (0..20)
+            .map(|i| {
+                let positive = i % 2 == 0;
+                sample(&[("a", if positive { 0.7 } else { 0.3 }, false)], positive, "g")
+            })
+            .collect();
+        let loose = fit(&samples, 0.01).unwrap();
+        let tight = fit(&samples, 10.0).unwrap();
+        assert!(loose.weights["a"].is_finite() && loose.weights["a"] > tight.weights["a"]);
+        assert!(tight.weights["a"] > 0.0);
+        // a huge penalty leaves the v1 weight and fits only the bias
+        let v1 = fit(&samples, 1e9).unwrap();
+        assert!((v1.weights["a"] - 1.0).abs() < 1e-6, "{v1:?}");
+    }
+
+    #[test]
+    fn cross_validation_holds_out_groups_and_beats_v1_on_a_miscalibrated_module() {
+        // module "a" is overconfident: its logit is 4 × the true log-odds
+        let mut samples = Vec::new();
+        for g in 0..5 {
+            for i in 0..30 {
+                let z_true = -2.0 + 4.0 * i as f64 / 29.0;
+                let k = (10.0 * sigmoid(z_true)).round() as usize;
+                for c in 0..10 {
+                    samples.push(sample(&[("a", sigmoid(4.0 * z_true), false)], c < k, &format!("g{g}")));
+                }
+            }
+        }
+        let cal = calibrate(&samples, &L2_GRID, "synthetic").unwrap();
+        assert_eq!(cal.cv.folds, 5);
+        assert_eq!(cal.grid.len(), L2_GRID.len());
+        assert!(cal.cv.calibrated.iter().all(|p| p.is_finite()));
+        let [(ece_v1, _), (ece_cal, _)] = cal.cv.figures(&samples);
+        assert!(ece_cal < ece_v1, "{ece_cal} vs {ece_v1}");
+        assert!((cal.weights.weights["a"] - 0.25).abs() < 0.05, "{:?}", cal.weights);
+        let info = cal.weights.fitted.as_ref().unwrap();
+        assert_eq!((info.samples, info.folds), (samples.len(), 5));
+        assert!(info.cv_ece_calibrated < info.cv_ece_uncalibrated);
+    }
+
+    #[test]
+    fn refuses_one_group_and_one_class() {
+        let one_group =
+            vec![sample(&[("a", 0.9, false)], true, "g"), sample(&[("a", 0.1, false)], false, "g")];
+        assert!(cross_validate(&one_group, 1.0).unwrap_err().to_string().contains("two groups"));
+        let one_class =
+            vec![sample(&[("a", 0.9, false)], true, "g"), sample(&[("a", 0.8, false)], true, "h")];
+        assert!(fit(&one_class, 1.0).unwrap_err().to_string().contains("both classes"));
+    }
+
+    #[test]
+    fn decisive_samples_are_bounded_and_not_fitted() {
+        let mut samples = vec![
+            sample(&[("a", 0.8, false)], true, "g"),
+            sample(&[("a", 0.2, false)], false, "g"),
+            sample(&[("a", 0.7, false)], true, "h"),
+            sample(&[("a", 0.3, false)], false, "h"),
+        ];
+        let mut decisive = sample(&[("a", 0.01, false)], true, "h");
+        decisive.bound = Some(Bound::AiFloor);
+        let without = fit(&samples, 1.0).unwrap();
+        samples.push(decisive.clone());
+        assert_eq!(fit(&samples, 1.0).unwrap(), without);
+        assert!(decisive.probability(&without) >= 0.9);
+    }
+}
