@@ -11,6 +11,7 @@ use tellscan::eval::transform::encode_jpeg;
 use tellscan::forensics::decode::{decode, DecodeLimits};
 use tellscan::forensics::fusion::{self, Degradation, FusionWeights};
 use tellscan::forensics::metadata::{self, quant};
+use tellscan::forensics::ml::{MlModel, DEFAULT_WEIGHTS};
 use tellscan::forensics::views::Views;
 use tellscan::forensics::{frequency, physics, visual};
 use tellscan::forensics::{Detector, DetectorConfig};
@@ -40,6 +41,7 @@ fn inputs(w: u32, h: u32) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 fn benches(c: &mut Criterion) {
     let limits = DecodeLimits::default();
     let detector = Detector::new(&DetectorConfig::default()).expect("detector builds");
+    let ml = MlModel::load(std::path::Path::new(DEFAULT_WEIGHTS)).expect("the shipped ML weights load");
     let heic = read("fixtures/heic/IMG_5195.HEIC");
     for (label, w, h) in [("1MP", 1155u32, 866u32), ("12MP", 4000, 3000)] {
         let (jpeg, png, webp) = inputs(w, h);
@@ -62,6 +64,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function("frequency", |b| b.iter(|| frequency::analyse(black_box(&views))));
         group.bench_function("visual", |b| b.iter(|| visual::analyse(black_box(&views))));
         group.bench_function("physics", |b| b.iter(|| physics::analyse(black_box(&views))));
+        group.bench_function("ml", |b| b.iter(|| ml.analyse(black_box(&views))));
         group.bench_function("provenance", |b| {
             b.iter(|| detector.provenance().inspect("image/jpeg", black_box(&jpeg)))
         });

@@ -287,6 +287,7 @@ fn abstains_on_an_upscaled_image() {
         physics::measure(&views).resampling_peak
     );
     assert!(finding.report.explanations.iter().any(|e| e.contains("resampled")), "{:?}", finding.report);
+    assert!(finding.report.flags.contains(&Flag::Resampled), "{:?}", finding.report);
 }
 
 #[test]

@@ -176,6 +176,9 @@ impl Detector {
             short_side: image.width.min(image.height),
             jpeg_quality,
             from_extension: options.from_extension,
+            resized: modules
+                .get("physics")
+                .is_some_and(|m| m.flags.contains(&super::report::Flag::Resampled)),
         };
         let fused = fusion::fuse(&self.fusion, &modules, degradation);
         modules.insert("fusion".to_string(), fused.report.clone());

@@ -36,6 +36,8 @@ pub struct Degradation {
     pub jpeg_quality: Option<u8>,
     /// The request came from a browser extension, whose images are usually re-encoded and resized.
     pub from_extension: bool,
+    /// The image was resampled (the physics module found an interpolation pattern).
+    pub resized: bool,
 }
 
 impl Degradation {
@@ -53,7 +55,8 @@ impl Degradation {
             _ => 0.0,
         };
         let extension = if self.from_extension { 0.1 } else { 0.0 };
-        small + compressed + extension
+        let resized = if self.resized { 0.1 } else { 0.0 };
+        small + compressed + extension + resized
     }
 }
 
@@ -550,9 +553,15 @@ mod tests {
         let degraded = fuse(
             &FusionWeights::v1(),
             &modules,
-            Degradation { short_side: 100, jpeg_quality: Some(40), from_extension: true },
+            Degradation { short_side: 100, jpeg_quality: Some(40), from_extension: true, resized: false },
         );
         assert!(degraded.uncertainty > clean.uncertainty);
         assert_eq!(clean.score, degraded.score);
+        let resized = fuse(
+            &FusionWeights::v1(),
+            &modules,
+            Degradation { short_side: 2000, resized: true, ..Default::default() },
+        );
+        assert!(resized.uncertainty > clean.uncertainty, "detected resizing widens uncertainty");
     }
 }

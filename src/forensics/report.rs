@@ -98,6 +98,9 @@ pub enum Flag {
     NoiseModelMismatch,
     /// No lateral chromatic aberration growing from the optical centre.
     NoChromaticAberration,
+    /// A periodic interpolation pattern: the image was resized (the module abstains, and
+    /// fusion widens uncertainty).
+    Resampled,
 }
 
 impl Flag {
@@ -143,6 +146,7 @@ impl Flag {
         Flag::NoCfaTraces,
         Flag::NoiseModelMismatch,
         Flag::NoChromaticAberration,
+        Flag::Resampled,
     ];
 }
 

@@ -238,7 +238,13 @@ pub fn analyse(views: &Views) -> PixelFinding {
     let m = measure(views);
     let mut heatmap = None;
     let mut report = match m.abstain {
-        Some(reason) => super::report::ModuleReport::abstain(reason),
+        Some(reason) => {
+            let mut report = super::report::ModuleReport::abstain(reason);
+            if m.resampling_peak >= resampling::RESAMPLED_PEAK {
+                report.flags.push(super::report::Flag::Resampled);
+            }
+            report
+        }
         None => {
             let mut ev = Evidence::default();
             if let Some(c) = &m.cfa {
