@@ -65,7 +65,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             seed: 7,
-            epochs: 12,
+            epochs: 24,
             batch: 64,
             learning_rate: 2e-3,
             patches_per_sample: 8,
