@@ -166,6 +166,49 @@ mod pace_tests {
     }
 }
 
+/// How long an idle loop waits before looking for work again (unless woken).
+pub const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Run `count` copies of a work loop until `shutdown` is set. Each calls `step` again at once
+/// after a step that did some work (`Ok(true)`); after an idle step it waits [`IDLE_WAIT`],
+/// after an error five times as long, or less when `wake` is notified or shutdown begins. A
+/// step under way is always finished.
+pub async fn run_loops<F, Fut>(
+    name: &'static str,
+    count: usize,
+    wake: Arc<Notify>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    step: F,
+) where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<bool, crate::store::StoreError>> + Send,
+{
+    let mut handles = Vec::new();
+    for _ in 0..count.max(1) {
+        let (step, wake, mut shutdown) = (step.clone(), Arc::clone(&wake), shutdown.clone());
+        handles.push(tokio::spawn(async move {
+            while !*shutdown.borrow() {
+                let wait = match step().await {
+                    Ok(true) => continue,
+                    Ok(false) => IDLE_WAIT,
+                    Err(e) => {
+                        tracing::warn!("{name}: {e}");
+                        IDLE_WAIT * 5
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = wake.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
 /// Where an analysis stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

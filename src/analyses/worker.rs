@@ -4,7 +4,6 @@
 //! visibility timeout, and only the first finisher's result is kept.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 
@@ -19,9 +18,6 @@ use crate::store::StoreError;
 /// Claims after which an analysis is failed instead of tried again: a job that keeps
 /// killing or stalling its worker must not circle forever.
 pub const MAX_ATTEMPTS: u32 = 3;
-
-/// How long an idle worker waits before looking at the queue again.
-const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 /// What one step of a worker did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,33 +106,13 @@ impl Workers {
 
     /// Run `workers` loops until `shutdown` resolves; each finishes its current analysis.
     pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut handles = Vec::new();
-        for _ in 0..self.settings.workers.max(1) {
+        let wake = Arc::clone(&self.wakers.jobs);
+        let count = self.settings.workers;
+        let step = move || {
             let workers = self.clone();
-            let mut shutdown = shutdown.clone();
-            handles.push(tokio::spawn(async move {
-                while !*shutdown.borrow() {
-                    let wait = match workers.step().await {
-                        Ok(Step::Processed { .. }) => None,
-                        Ok(Step::Busy | Step::Idle) => Some(IDLE_WAIT),
-                        Err(e) => {
-                            tracing::warn!("analysis worker: {e}");
-                            Some(IDLE_WAIT * 5)
-                        }
-                    };
-                    if let Some(wait) = wait {
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = workers.wakers.jobs.notified() => {}
-                            _ = shutdown.changed() => {}
-                        }
-                    }
-                }
-            }));
-        }
-        for h in handles {
-            let _ = h.await;
-        }
+            async move { workers.step().await.map(|s| matches!(s, Step::Processed { .. })) }
+        };
+        super::run_loops("analysis worker", count, wake, shutdown, step).await;
     }
 }
 

@@ -28,8 +28,6 @@ pub const EVENT_HEADER: &str = "x-tellscan-event";
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// How long an idle sender waits before looking at the schedule again.
-const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// Time a sender is given beyond the receiver's timeout to record its attempt before the
 /// delivery is handed to another sender.
 const LEASE_MARGIN_SECS: u64 = 30;
@@ -57,33 +55,13 @@ pub fn body(record: &AnalysisRecord) -> Vec<u8> {
 
 /// Run `webhook_senders` loops until `shutdown`; each finishes the attempt it is making.
 pub async fn run(state: Arc<AppState>, shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut handles = Vec::new();
-    for _ in 0..state.settings.analyses.webhook_senders.max(1) {
+    let wake = Arc::clone(&state.wakers.webhooks);
+    let count = state.settings.analyses.webhook_senders;
+    let step = move || {
         let state = Arc::clone(&state);
-        let mut shutdown = shutdown.clone();
-        handles.push(tokio::spawn(async move {
-            while !*shutdown.borrow() {
-                let wait = match step(&state).await {
-                    Ok(true) => None,
-                    Ok(false) => Some(IDLE_WAIT),
-                    Err(e) => {
-                        tracing::warn!("webhook sender: {e}");
-                        Some(IDLE_WAIT * 5)
-                    }
-                };
-                if let Some(wait) = wait {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = state.wakers.webhooks.notified() => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-            }
-        }));
-    }
-    for h in handles {
-        let _ = h.await;
-    }
+        async move { step(&state).await }
+    };
+    crate::analyses::run_loops("webhook sender", count, wake, shutdown, step).await;
 }
 
 /// Make one due delivery attempt, if one is due; whether there was one.
