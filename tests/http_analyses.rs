@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
 use common::server::{
-    client, detect_request, form, small_jpeg, status_json, usage_request, used, TestServer,
+    client, detect_request, form, poll_analysis, small_jpeg, status_json, submit_analyses, usage_request,
+    used, TestServer,
 };
 use serde_json::Value;
 
@@ -21,31 +22,10 @@ fn submit_form(files: Vec<(Vec<u8>, &str)>, external_id: Option<&str>) -> reqwes
     }
 }
 
-async fn submit(server: &TestServer, key: &str, form: reqwest::multipart::Form) -> (u16, Value) {
-    let resp = client()
-        .post(server.url("/api/v1/analyses"))
-        .header("x-api-key", key)
-        .multipart(form)
-        .send()
-        .await
-        .expect("submit answered");
-    status_json(resp).await
-}
-
-async fn poll(server: &TestServer, key: &str, id: &str) -> (u16, Value) {
-    let resp = client()
-        .get(server.url(&format!("/api/v1/analyses/{id}")))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("poll answered");
-    status_json(resp).await
-}
-
 async fn poll_until_finished(server: &TestServer, key: &str, id: &str) -> Value {
     let started = Instant::now();
     loop {
-        let (status, body) = poll(server, key, id).await;
+        let (status, body) = poll_analysis(server, key, id).await;
         assert_eq!(status, 200, "{body}");
         if body["status"] != "processing" {
             return body;
@@ -61,7 +41,7 @@ async fn flow(server: TestServer) {
 
     // one file
     let (status, body) =
-        submit(&server, &key, submit_form(vec![(jpeg.clone(), "one.jpg")], Some("ref-42"))).await;
+        submit_analyses(&server, &key, submit_form(vec![(jpeg.clone(), "one.jpg")], Some("ref-42"))).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "processing");
     assert_eq!(body["file_name"], "one.jpg");
@@ -94,7 +74,8 @@ async fn flow(server: TestServer) {
     // batch: one analysis per file, in order
     let png = common::encode(&common::picture(200, 150), image::ImageFormat::Png);
     let (status, body) =
-        submit(&server, &key, submit_form(vec![(jpeg.clone(), "a.jpg"), (png, "b.png")], None)).await;
+        submit_analyses(&server, &key, submit_form(vec![(jpeg.clone(), "a.jpg"), (png, "b.png")], None))
+            .await;
     assert_eq!(status, 202, "{body}");
     let batch = body["analyses"].as_array().expect("analyses");
     assert_eq!(batch.len(), 2);
@@ -110,25 +91,27 @@ async fn flow(server: TestServer) {
 
     // undecodable file: the analysis fails with the detector's code
     let truncated = jpeg[..600].to_vec();
-    let (_, body) = submit(&server, &key, submit_form(vec![(truncated, "bad.jpg")], None)).await;
+    let (_, body) = submit_analyses(&server, &key, submit_form(vec![(truncated, "bad.jpg")], None)).await;
     let failed = poll_until_finished(&server, &key, body["id"].as_str().unwrap()).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"]["error"], "undecodable_image");
 
     // another account sees 403; malformed 400; unknown 404
     let stranger = server.key("free").await;
-    let (status, body) = poll(&server, &stranger, &id).await;
+    let (status, body) = poll_analysis(&server, &stranger, &id).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
-    let (status, body) = poll(&server, &key, "not-an-id").await;
+    let (status, body) = poll_analysis(&server, &key, "not-an-id").await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_analysis_id")));
-    let (status, body) = poll(&server, &key, &"0".repeat(32)).await;
+    let (status, body) = poll_analysis(&server, &key, &"0".repeat(32)).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("unknown_analysis")));
 
     // a text file is refused like on /api/detect, and not counted
-    let (status, body) = submit(&server, &key, submit_form(vec![(b"hello".to_vec(), "x.jpg")], None)).await;
+    let (status, body) =
+        submit_analyses(&server, &key, submit_form(vec![(b"hello".to_vec(), "x.jpg")], None)).await;
     assert_eq!((status, body["error"].as_str()), (415, Some("unsupported_media")));
     let (status, body) =
-        submit(&server, &key, submit_form(vec![(jpeg.clone(), "x.jpg")], Some(&"x".repeat(129)))).await;
+        submit_analyses(&server, &key, submit_form(vec![(jpeg.clone(), "x.jpg")], Some(&"x".repeat(129))))
+            .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_external_id")));
 
     // delete: the stranger cannot, the owner can, then it is gone
@@ -139,7 +122,7 @@ async fn flow(server: TestServer) {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"id": id, "deleted": true}));
-    let (status, _) = poll(&server, &key, &id).await;
+    let (status, _) = poll_analysis(&server, &key, &id).await;
     assert_eq!(status, 404);
     // the cached report of that image went with it: the next detection is not served from cache
     let resp = detect_request(&server, Some(&key), None, form(jpeg, "again.jpg", None)).send().await.unwrap();

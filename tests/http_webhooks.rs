@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::receiver::Receiver;
 use common::redis::RedisServer;
-use common::server::{client, small_jpeg, status_json, TestServer};
+use common::server::{client, poll_analysis, small_jpeg, status_json, submit_analyses, TestServer};
 use serde_json::Value;
 use tellscan::config::Settings;
 use tellscan::outbound::signature::{verify, SignatureError};
@@ -36,24 +36,11 @@ async fn submit(server: &TestServer, key: &str, callback_url: Option<&str>) -> (
     if let Some(url) = callback_url {
         form = form.text("callback_url", url.to_string());
     }
-    let resp = client()
-        .post(server.url("/api/v1/analyses"))
-        .header("x-api-key", key)
-        .multipart(form)
-        .send()
-        .await
-        .expect("answered");
-    status_json(resp).await
+    submit_analyses(server, key, form).await
 }
 
 async fn poll(server: &TestServer, key: &str, id: &str) -> Value {
-    let resp = client()
-        .get(server.url(&format!("/api/v1/analyses/{id}")))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .expect("answered");
-    let (status, body) = status_json(resp).await;
+    let (status, body) = poll_analysis(server, key, id).await;
     assert_eq!(status, 200, "{body}");
     body
 }

@@ -148,6 +148,33 @@ pub fn detect_request(
     request
 }
 
+/// `POST /api/v1/analyses` with `form` and `x-api-key`; the status and JSON body.
+pub async fn submit_analyses(
+    server: &TestServer,
+    key: &str,
+    form: reqwest::multipart::Form,
+) -> (u16, serde_json::Value) {
+    let resp = client()
+        .post(server.url("/api/v1/analyses"))
+        .header("x-api-key", key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("submit answered");
+    status_json(resp).await
+}
+
+/// `GET /api/v1/analyses/{id}` with `x-api-key`; the status and JSON body.
+pub async fn poll_analysis(server: &TestServer, key: &str, id: &str) -> (u16, serde_json::Value) {
+    let resp = client()
+        .get(server.url(&format!("/api/v1/analyses/{id}")))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .expect("poll answered");
+    status_json(resp).await
+}
+
 /// `GET /api/usage/status`, with `x-api-key` when given (consumes no quota).
 pub fn usage_request(server: &TestServer, key: Option<&str>) -> reqwest::RequestBuilder {
     let request = client().get(server.url("/api/usage/status"));
