@@ -19,15 +19,8 @@ scripts/deps.sh --test
 cargo build --release --locked --quiet
 cargo bench --bench analyses_load --no-run --quiet 2>/dev/null || cargo bench --bench analyses_load --no-run
 
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-  [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null || true
-  [ -n "${REDIS:-}" ] && kill "$REDIS" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-cat > "$WORK/load.toml" <<TOML
+write_config() {
+  cat > "$WORK/load.toml" <<TOML
 [server]
 result_cache_entries = 0
 [quota.tiers.load]
@@ -38,18 +31,9 @@ monthly = 100000000
 workers = $WORKERS
 allowed_networks = ["127.0.0.0/8"]
 TOML
-if [ "$MODE" = redis ]; then
-  RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
-  REDIS=$!
-  export TELLSCAN_REDIS_URL="redis://127.0.0.1:$RPORT/"
-  sleep 0.5
-fi
-BIN=target/release/tellscan
-KEY=$($BIN keys --config "$WORK/load.toml" --data-dir "$WORK/data" create --tier load --name load | tail -1)
-$BIN serve --config "$WORK/load.toml" --data-dir "$WORK/data" --addr "127.0.0.1:$PORT" 2>"$WORK/server.log" &
-SERVER=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+}
+# shellcheck source=scripts/loadtest_server.sh
+source scripts/loadtest_server.sh
 DIMS=$(file -b "$IMG" | grep -oE '[0-9]+x[0-9]+' | tail -1)
 echo "== $MODE store, image $IMG ($DIMS, $(stat -c %s "$IMG") bytes), analyses workers $WORKERS, $(nproc) cores"
 echo "-- steady $RATE/s for ${SECS}s, then burst of $BURST"

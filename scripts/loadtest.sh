@@ -24,15 +24,8 @@ fi
 cargo build --release --locked --quiet
 cargo bench --bench load --no-run --quiet 2>/dev/null || cargo bench --bench load --no-run
 
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-  [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null || true
-  [ -n "${REDIS:-}" ] && kill "$REDIS" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-cat > "$WORK/load.toml" <<TOML
+write_config() {
+  cat > "$WORK/load.toml" <<TOML
 [server]
 queue = $QUEUE
 result_cache_entries = $([ "$CACHE" = 1 ] && echo 1024 || echo 0)
@@ -41,18 +34,9 @@ per_minute = 100000000
 daily = 100000000
 monthly = 100000000
 TOML
-if [ "$MODE" = redis ]; then
-  RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
-  REDIS=$!
-  export TELLSCAN_REDIS_URL="redis://127.0.0.1:$RPORT/"
-  sleep 0.5
-fi
-BIN=target/release/tellscan
-KEY=$($BIN keys --config "$WORK/load.toml" --data-dir "$WORK/data" create --tier load --name load | tail -1)
-$BIN serve --config "$WORK/load.toml" --data-dir "$WORK/data" --addr "127.0.0.1:$PORT" 2>"$WORK/server.log" &
-SERVER=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+}
+# shellcheck source=scripts/loadtest_server.sh
+source scripts/loadtest_server.sh
 URL="http://127.0.0.1:$PORT/api/detect"
 echo "== $MODE store, image $(basename "$IMG") ($(stat -c %s "$IMG") bytes), queue $QUEUE, cache $CACHE"
 
