@@ -11,7 +11,7 @@ use tellscan::eval::transform::encode_jpeg;
 use tellscan::forensics::decode::{decode, DecodeLimits};
 use tellscan::forensics::fusion::{self, Degradation, FusionWeights};
 use tellscan::forensics::metadata::{self, quant};
-use tellscan::forensics::ml::{MlModel, DEFAULT_WEIGHTS};
+use tellscan::forensics::ml::{patches, MlModel, DEFAULT_WEIGHTS, INFERENCE_PATCHES};
 use tellscan::forensics::views::Views;
 use tellscan::forensics::{frequency, physics, visual};
 use tellscan::forensics::{Detector, DetectorConfig};
@@ -65,6 +65,15 @@ fn benches(c: &mut Criterion) {
         group.bench_function("visual", |b| b.iter(|| visual::analyse(black_box(&views))));
         group.bench_function("physics", |b| b.iter(|| physics::analyse(black_box(&views))));
         group.bench_function("ml", |b| b.iter(|| ml.analyse(black_box(&views))));
+        // the ml module's two parts: choosing and cutting patches, and the network
+        let corners = patches::select(&views.image, INFERENCE_PATCHES);
+        group.bench_function("ml_patches", |b| {
+            b.iter(|| {
+                let corners = patches::select(black_box(&views.image), INFERENCE_PATCHES);
+                patches::residual_patches(&views.image, &corners)
+            })
+        });
+        group.bench_function("ml_network", |b| b.iter(|| ml.logits(black_box(&views.image), &corners)));
         group.bench_function("provenance", |b| {
             b.iter(|| detector.provenance().inspect("image/jpeg", black_box(&jpeg)))
         });
