@@ -65,7 +65,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function("visual", |b| b.iter(|| visual::analyse(black_box(&views))));
         group.bench_function("physics", |b| b.iter(|| physics::analyse(black_box(&views))));
         group.bench_function("ml", |b| b.iter(|| ml.analyse(black_box(&views))));
-        // the ml module's two parts: choosing and cutting patches, and the network
+        // the ml module's parts: choosing and cutting patches; cutting them and the network
         let corners = patches::select(&views.image, INFERENCE_PATCHES);
         group.bench_function("ml_patches", |b| {
             b.iter(|| {
