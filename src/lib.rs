@@ -11,6 +11,7 @@ pub mod eval;
 pub mod forensics;
 mod hexid;
 pub mod http;
+pub mod learn;
 pub mod outbound;
 pub mod pool;
 pub mod quota;

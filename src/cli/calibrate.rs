@@ -164,7 +164,7 @@ pub fn collect(
         let before = collected.samples.len();
         for (condition, outcome) in outcomes {
             match outcome {
-                Outcome::Scored(report, _) => {
+                Outcome::Scored(report, _, _) => {
                     let mut sample = Sample::from_report(&report, row.label.is_ai(), group);
                     if let Some(score) = ml {
                         sample.modules.insert(ML_MODULE.to_string(), (score, false));

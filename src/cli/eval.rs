@@ -10,12 +10,22 @@ use crate::eval::{self, EvalOptions, EvalSummary};
 use crate::forensics::Detector;
 
 /// Run the evaluation and print it as text or JSON.
-pub fn run(detector: &Detector, labels: &Path, json: bool, options: EvalOptions) -> anyhow::Result<ExitCode> {
+pub fn run(
+    detector: &Detector,
+    labels: &Path,
+    json: bool,
+    scores: Option<&Path>,
+    options: EvalOptions,
+) -> anyhow::Result<ExitCode> {
     let rows = eval::read_labels(labels)?;
     let bar = ProgressBar::new(rows.len() as u64)
         .with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta}")?);
-    let summary = eval::run(detector, &rows, &options, &|| bar.inc(1));
+    let outcomes = eval::run(detector, &rows, &options, &|| bar.inc(1));
     bar.finish_and_clear();
+    if let Some(path) = scores {
+        eval::scores::write(path, &rows, &outcomes)?;
+    }
+    let summary = eval::summarise(&rows, &outcomes);
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
@@ -30,13 +40,17 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn write_text(out: &mut impl Write, s: &EvalSummary, options: &EvalOptions) -> std::io::Result<()> {
-    let mode = match (options.normalize, options.perturb.0.is_empty()) {
-        (false, true) => "raw files".to_string(),
-        (true, true) => "normalised (metadata stripped, centre 512x512, JPEG q90)".to_string(),
-        (n, false) => {
-            format!("{}perturbed {:?}", if n { "normalised, then " } else { "" }, options.perturb.0)
-        }
-    };
+    let mut steps = Vec::new();
+    if options.normalize {
+        steps.push("normalised (metadata stripped, centre 512x512, JPEG q90)".to_string());
+    }
+    if let Some(seed) = options.web {
+        steps.push(format!("web chains (seed {seed})"));
+    }
+    if !options.perturb.0.is_empty() {
+        steps.push(format!("perturbed {:?}", options.perturb.0));
+    }
+    let mode = if steps.is_empty() { "raw files".to_string() } else { steps.join(", then ") };
     writeln!(out, "evaluation on {mode}")?;
     let counts: Vec<String> = s.counts.iter().map(|(l, n)| format!("{l:?}={n}").to_lowercase()).collect();
     writeln!(

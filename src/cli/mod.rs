@@ -83,9 +83,20 @@ pub enum Command {
         /// Strip metadata, centre-crop 512×512 at native resolution, re-encode JPEG q90.
         #[arg(long)]
         normalize: bool,
+        /// Put every image, of both classes alike, through a seeded random web chain (metadata
+        /// stripped, crop, downscale with a random filter, JPEG/WebP/PNG re-encode, sometimes twice).
+        #[arg(long)]
+        web: bool,
+        /// Seed of the web chains (each image's chain depends on it and on its path).
+        #[arg(long, default_value_t = 1, requires = "web")]
+        seed: u64,
         /// Degradations applied before detection, e.g. `jpeg:75,resize:0.5`.
         #[arg(long)]
         perturb: Option<Perturbations>,
+        /// Write one CSV row per image (label, source, score, verdict, web chain, each module's
+        /// score and abstention, flags) to this file.
+        #[arg(long, value_name = "FILE.csv")]
+        scores: Option<PathBuf>,
     },
     /// Run the HTTP service (settings: config/default.toml, --config FILE, TELLSCAN_* variables).
     Serve {
@@ -205,12 +216,14 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 limits: cli.limits(),
             },
         ),
-        Command::Eval { labels, json, normalize, perturb } => eval::run(
+        Command::Eval { labels, json, normalize, web, seed, perturb, scores } => eval::run(
             &cli.detector()?,
             labels,
             *json,
+            scores.as_deref(),
             crate::eval::EvalOptions {
                 normalize: *normalize,
+                web: web.then_some(*seed),
                 perturb: perturb.clone().unwrap_or_default(),
                 limits: cli.limits(),
             },

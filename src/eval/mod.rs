@@ -1,6 +1,7 @@
 //! `tellscan eval`: run the detector over a labelled set and measure it.
 
 pub mod metrics;
+pub mod scores;
 pub mod transform;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::forensics::{DecodeLimits, Detector, Report};
+use crate::learn::web::{self, WebChain};
 use transform::Perturbations;
 
 /// The "Likely AI" threshold used for accuracy and false-positive rate.
@@ -49,6 +51,10 @@ pub struct LabelRow {
     /// Where the image comes from.
     #[serde(default)]
     pub source: String,
+    /// The path as written in the labels file: the key of the image's web chain, the same on
+    /// every machine.
+    #[serde(skip)]
+    pub key: String,
 }
 
 /// Read a labels CSV; paths are resolved against the CSV's folder.
@@ -61,6 +67,7 @@ pub fn read_labels(csv_path: &Path) -> anyhow::Result<Vec<LabelRow>> {
     let mut rows = Vec::new();
     for (i, row) in reader.deserialize::<LabelRow>().enumerate() {
         let mut row = row.with_context(|| format!("{}: row {} is malformed", csv_path.display(), i + 2))?;
+        row.key = row.path.to_string_lossy().into_owned();
         row.path = base.join(&row.path);
         rows.push(row);
     }
@@ -75,6 +82,9 @@ pub fn read_labels(csv_path: &Path) -> anyhow::Result<Vec<LabelRow>> {
 pub struct EvalOptions {
     /// Strip metadata, centre-crop 512×512 natively and re-encode JPEG q90.
     pub normalize: bool,
+    /// Put each image through a web chain drawn from this seed and its path (after
+    /// normalisation, before the degradations).
+    pub web: Option<u64>,
     /// Degradations applied after normalisation.
     pub perturb: Perturbations,
     /// Decode limits for the preparation steps.
@@ -84,8 +94,8 @@ pub struct EvalOptions {
 /// What happened to one image.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Detected, with the detection time in ms.
-    Scored(Box<Report>, f64),
+    /// Detected, with the detection time in ms and the web chain applied, if any.
+    Scored(Box<Report>, f64, Option<WebChain>),
     /// Left out by normalisation (smaller than the crop).
     Skipped,
     /// The file could not be read or decoded.
@@ -149,33 +159,39 @@ pub fn evaluate_one(detector: &Detector, row: &LabelRow, options: &EvalOptions) 
     } else {
         bytes
     };
+    let (prepared, chain) = match options.web {
+        Some(seed) => match web::process(&prepared, seed, &row.key, &options.limits) {
+            Ok((processed, chain)) => (processed.bytes, Some(chain)),
+            Err(e) => return Outcome::Failed(format!("web chain: {e}")),
+        },
+        None => (prepared, None),
+    };
     let prepared = match transform::perturb(&prepared, &options.perturb, &options.limits) {
         Ok(b) => b,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     let started = Instant::now();
     match detector.detect(&prepared) {
-        Ok(report) => Outcome::Scored(Box::new(report), started.elapsed().as_secs_f64() * 1e3),
+        Ok(report) => Outcome::Scored(Box::new(report), started.elapsed().as_secs_f64() * 1e3, chain),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 
-/// Evaluate every row in parallel; `on_done` is called after each image (for a progress bar).
+/// Evaluate every row in parallel, returning one outcome per row in row order; `on_done` is
+/// called after each image (for a progress bar).
 pub fn run(
     detector: &Detector,
     rows: &[LabelRow],
     options: &EvalOptions,
     on_done: &(dyn Fn() + Sync),
-) -> EvalSummary {
-    let outcomes: Vec<Outcome> = rows
-        .par_iter()
+) -> Vec<Outcome> {
+    rows.par_iter()
         .map(|row| {
             let outcome = evaluate_one(detector, row, options);
             on_done();
             outcome
         })
-        .collect();
-    summarise(rows, &outcomes)
+        .collect()
 }
 
 /// Turn per-image outcomes into the summary figures.
@@ -184,7 +200,7 @@ pub fn summarise(rows: &[LabelRow], outcomes: &[Outcome]) -> EvalSummary {
     let (mut skipped, mut errors) = (0, Vec::new());
     for (row, outcome) in rows.iter().zip(outcomes) {
         match outcome {
-            Outcome::Scored(report, ms) => scored.push((row, report, *ms)),
+            Outcome::Scored(report, ms, _) => scored.push((row, report, *ms)),
             Outcome::Skipped => skipped += 1,
             Outcome::Failed(why) => errors.push(format!("{}: {why}", row.path.display())),
         }
