@@ -1,13 +1,17 @@
-//! `tellscan calibrate --labels LABELS.csv --out weights/fusion.json`: fit the fusion combiner
-//! on a labelled corpus by leave-one-source-out cross-validation and write its weights.
+//! `tellscan calibrate --labels LABELS.csv [--labels MORE.csv] --out weights/fusion.json`: fit
+//! the fusion combiner and its score scale on labelled corpora by leave-one-source-out
+//! cross-validation, measure the whole procedure by nested leave-one-source-out, and write
+//! the weights.
 //!
 //! Every `ai` and `real` row is analysed (`partial` rows are left out: an edited photo is
-//! neither class's typical evidence); by default twice, normalised as `eval --normalize` does
-//! (metadata stripped, centre 512×512, JPEG q90) and as the file is, so the fit sees both
-//! the pixel-only condition and the one where metadata and provenance speak. Both samples of
-//! an image share its source, which is the cross-validation group.
+//! neither class's typical evidence); by default twice, as the file is (metadata and
+//! provenance speak) and through a web chain drawn from `--seed` (what platforms do to both
+//! classes alike: see [`crate::learn::web`]); `--normalized` adds the pixel-only native crop of
+//! `eval --normalize`. Every sample of an image shares its source, the cross-validation
+//! group. With `--ml-folds DIR` (from `tellscan train --validate K --fold-weights DIR`) each
+//! image's `ml` score comes from the fold model that never saw its source.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,8 +23,8 @@ use serde::Deserialize;
 
 use crate::eval::metrics::{expected_calibration_error, roc_auc};
 use crate::eval::{self, transform, EvalOptions, Label, LabelRow, Outcome};
-use crate::forensics::calibration::{self, Calibration, Sample, ECE_BINS, L2_GRID};
-use crate::forensics::{DecodeLimits, Detector};
+use crate::forensics::{DecodeLimits, Detector, DetectorConfig};
+use crate::learn::calibration::{self, BandTargets, Calibration, Sample, BAND_TARGETS, ECE_BINS, L2_GRID};
 
 /// How `calibrate` builds its samples.
 #[derive(Debug, Clone)]
@@ -29,12 +33,21 @@ pub struct CalibrateOptions {
     pub normalized: bool,
     /// Analyse each file as it is.
     pub raw: bool,
+    /// Analyse each image after a web chain drawn from this seed and its path.
+    pub web: Option<u64>,
+    /// A folder of fold models (`fold-K.safetensors` with `fold-K.sources.txt`, the sources
+    /// it never saw): each image is analysed by the fold model that did not see its source.
+    pub ml_folds: Option<PathBuf>,
+    /// What the verdict bands must keep on held-out sources.
+    pub targets: BandTargets,
     /// A CSV `path,score` of out-of-fold ML scores (0-1): for a listed image the `ml`
     /// module's score is replaced by it, since the model has seen the corpus. Paths are
     /// absolute, or relative to the labels file's folder or to this file's folder.
     pub ml_oof: Option<PathBuf>,
     /// L2 penalties to choose from.
     pub l2_grid: Vec<f64>,
+    /// Write every sample's nested held-out score here (CSV).
+    pub held_out_scores: Option<PathBuf>,
     /// Decode limits for normalisation.
     pub limits: DecodeLimits,
 }
@@ -42,10 +55,14 @@ pub struct CalibrateOptions {
 impl Default for CalibrateOptions {
     fn default() -> Self {
         Self {
-            normalized: true,
+            normalized: false,
             raw: true,
+            web: Some(1),
+            ml_folds: None,
+            targets: BAND_TARGETS,
             ml_oof: None,
             l2_grid: L2_GRID.to_vec(),
+            held_out_scores: None,
             limits: DecodeLimits::default(),
         }
     }
@@ -54,16 +71,67 @@ impl Default for CalibrateOptions {
 impl CalibrateOptions {
     /// The conditions, in words (recorded in the weights file).
     fn inputs(&self) -> String {
-        let normalized = format!(
-            "normalised (metadata stripped, centre {0}x{0}, JPEG q{1})",
-            transform::NORMALIZED_SIDE,
-            transform::NORMALIZED_QUALITY
-        );
-        match (self.normalized, self.raw) {
-            (true, true) => format!("{normalized} and raw files"),
-            (true, false) => normalized,
-            _ => "raw files".into(),
+        let mut parts = Vec::new();
+        if self.raw {
+            parts.push("raw files".to_string());
         }
+        if let Some(seed) = self.web {
+            parts.push(format!("web chains (seed {seed})"));
+        }
+        if self.normalized {
+            parts.push(format!(
+                "normalised (metadata stripped, centre {0}x{0}, JPEG q{1})",
+                transform::NORMALIZED_SIDE,
+                transform::NORMALIZED_QUALITY
+            ));
+        }
+        parts.join(" and ")
+    }
+
+    /// The conditions: name and how `eval` prepares the image.
+    fn conditions(&self) -> Vec<(&'static str, EvalOptions)> {
+        let base = EvalOptions { limits: self.limits, ..Default::default() };
+        let mut conditions = Vec::new();
+        if self.raw {
+            conditions.push(("raw", base.clone()));
+        }
+        if let Some(seed) = self.web {
+            conditions.push(("web", EvalOptions { web: Some(seed), ..base.clone() }));
+        }
+        if self.normalized {
+            conditions.push(("normalised", EvalOptions { normalize: true, ..base }));
+        }
+        conditions
+    }
+}
+
+/// The fold models of `--ml-folds`: each detector with the sources its model never saw.
+pub struct FoldDetectors(Vec<(std::collections::HashSet<String>, Detector)>);
+
+impl FoldDetectors {
+    /// Read `DIR/fold-K.safetensors` and `DIR/fold-K.sources.txt` for every K present and build
+    /// one detector per fold from `config` with that fold's weights.
+    pub fn load(dir: &Path, config: &DetectorConfig) -> anyhow::Result<Self> {
+        let mut folds = Vec::new();
+        for k in 0.. {
+            let weights = dir.join(format!("fold-{k}.safetensors"));
+            let sources = dir.join(format!("fold-{k}.sources.txt"));
+            if !weights.exists() {
+                break;
+            }
+            let text = std::fs::read_to_string(&sources)
+                .with_context(|| format!("cannot read the sources of fold {k}: {}", sources.display()))?;
+            let held_out = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            let detector = Detector::new(&DetectorConfig { ml_weights: Some(weights), ..config.clone() })?;
+            folds.push((held_out, detector));
+        }
+        ensure!(!folds.is_empty(), "{} holds no fold-0.safetensors", dir.display());
+        Ok(Self(folds))
+    }
+
+    /// The detector whose model never saw `source`.
+    fn for_source(&self, source: &str) -> Option<&Detector> {
+        self.0.iter().find(|(sources, _)| sources.contains(source)).map(|(_, d)| d)
     }
 }
 
@@ -71,21 +139,33 @@ impl CalibrateOptions {
 const ML_MODULE: &str = "ml";
 
 /// Fit, print the report and write the weights to `out`.
+/// `config` is the detector's (its fusion is ignored: the fit must not depend on an earlier
+/// one); with `--ml-folds` each fold's detector is `config` with the fold's weights.
 pub fn run(
-    detector: &Detector,
-    labels: &Path,
+    config: &DetectorConfig,
+    labels: &[PathBuf],
     out: &Path,
     options: CalibrateOptions,
 ) -> anyhow::Result<ExitCode> {
-    ensure!(options.normalized || options.raw, "nothing to analyse: both conditions are turned off");
-    let rows = eval::read_labels(labels)?;
+    ensure!(!options.conditions().is_empty(), "nothing to analyse: every condition is turned off");
+    ensure!(!labels.is_empty(), "no labels file given");
+    let config = DetectorConfig { fusion: None, ..config.clone() };
+    let detector = &Detector::new(&config)?;
+    let mut rows = Vec::new();
+    for file in labels {
+        rows.extend(eval::read_labels(file)?);
+    }
     let oof = match &options.ml_oof {
-        Some(path) => Some(read_oof(path, labels)?),
+        Some(path) => Some(read_oof(path, &labels[0])?),
+        None => None,
+    };
+    let folds = match &options.ml_folds {
+        Some(dir) => Some(FoldDetectors::load(dir, &config)?),
         None => None,
     };
     let bar = ProgressBar::new(rows.len() as u64)
         .with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta}")?);
-    let collected = collect(detector, &rows, &options, oof.as_ref(), &|| bar.inc(1));
+    let collected = collect(detector, folds.as_ref(), &rows, &options, oof.as_ref(), &|| bar.inc(1));
     bar.finish_and_clear();
     if let (Some(path), Some(oof)) = (&options.ml_oof, &oof) {
         if collected.ml_replaced == 0 {
@@ -94,14 +174,19 @@ pub fn run(
                  either file's folder",
                 oof.len(),
                 path.display(),
-                labels.display()
+                labels[0].display()
             );
         }
     }
-    let calibration = calibration::calibrate(&collected.samples, &options.l2_grid, &options.inputs())?;
+    let calibration =
+        calibration::calibrate(&collected.samples, &options.l2_grid, &options.inputs(), options.targets)?;
     calibration.weights.save(out)?;
     let mut stdout = std::io::stdout().lock();
     write_report(&mut stdout, &collected, &calibration, &options)?;
+    if let Some(path) = &options.held_out_scores {
+        write_held_out(path, &collected, &calibration)?;
+        writeln!(stdout, "wrote the nested held-out scores to {}", path.display())?;
+    }
     writeln!(stdout, "wrote {}", out.display())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -123,38 +208,38 @@ pub struct Collected {
     pub errors: Vec<String>,
     /// Images whose `ml` score was replaced by its out-of-fold score.
     pub ml_replaced: usize,
+    /// Images analysed by a fold model that never saw their source.
+    pub ml_from_folds: usize,
+    /// Per sample: the image's path as its labels file writes it.
+    pub keys: Vec<String>,
 }
 
 /// Analyse every `ai` and `real` row in parallel; `on_done` is called after each row.
 pub fn collect(
     detector: &Detector,
+    folds: Option<&FoldDetectors>,
     rows: &[LabelRow],
     options: &CalibrateOptions,
     oof: Option<&HashMap<PathBuf, f64>>,
     on_done: &(dyn Fn() + Sync),
 ) -> Collected {
-    let conditions: Vec<(&'static str, EvalOptions)> =
-        [(options.normalized, "normalised", true), (options.raw, "raw", false)]
-            .into_iter()
-            .filter(|(on, _, _)| *on)
-            .map(|(_, name, normalize)| {
-                (name, EvalOptions { normalize, limits: options.limits, ..Default::default() })
-            })
-            .collect();
-    let outcomes: Vec<Vec<(&'static str, Outcome)>> = rows
+    let conditions = options.conditions();
+    let outcomes: Vec<(bool, Vec<(&'static str, Outcome)>)> = rows
         .par_iter()
         .map(|row| {
+            let fold = folds.and_then(|f| f.for_source(&row.source));
             let outcomes = if row.label == Label::Partial {
                 vec![]
             } else {
+                let detector = fold.unwrap_or(detector);
                 conditions.iter().map(|(name, o)| (*name, eval::evaluate_one(detector, row, o))).collect()
             };
             on_done();
-            outcomes
+            (fold.is_some(), outcomes)
         })
         .collect();
     let mut collected = Collected::default();
-    for (row, outcomes) in rows.iter().zip(outcomes) {
+    for (row, (from_fold, outcomes)) in rows.iter().zip(outcomes) {
         if row.label == Label::Partial {
             collected.partial += 1;
             continue;
@@ -165,12 +250,14 @@ pub fn collect(
         for (condition, outcome) in outcomes {
             match outcome {
                 Outcome::Scored(report, _, _) => {
-                    let mut sample = Sample::from_report(&report, row.label.is_ai(), group);
+                    let mut sample =
+                        Sample::from_report(&report, row.label.is_ai(), group).in_condition(condition);
                     if let Some(score) = ml {
                         sample.modules.insert(ML_MODULE.to_string(), (score, false));
                     }
                     collected.samples.push(sample);
                     collected.conditions.push(condition);
+                    collected.keys.push(row.key.clone());
                 }
                 Outcome::Skipped => collected.too_small += 1,
                 Outcome::Failed(why) => {
@@ -181,6 +268,7 @@ pub fn collect(
         if collected.samples.len() > before {
             collected.images += 1;
             collected.ml_replaced += ml.is_some() as usize;
+            collected.ml_from_folds += from_fold as usize;
         }
     }
     collected
@@ -253,29 +341,40 @@ fn write_report(
     }
     let ml_votes =
         c.samples.iter().any(|s| s.modules.get(ML_MODULE).is_some_and(|&(_, abstained)| !abstained));
-    match &options.ml_oof {
-        Some(path) => {
+    match (&options.ml_oof, &options.ml_folds) {
+        (Some(path), _) => {
             writeln!(out, "ml: out-of-fold scores for {} images from {}", c.ml_replaced, path.display())?
         }
-        None if ml_votes => writeln!(
+        (None, Some(dir)) => writeln!(
+            out,
+            "ml: {} of {} images analysed by a fold model of {} that never saw their source",
+            c.ml_from_folds,
+            c.images,
+            dir.display()
+        )?,
+        (None, None) if ml_votes => writeln!(
             out,
             "warning: the ml module's scores are in-sample (it was trained on this corpus), so the fit \
              over-trusts them; pass --ml-oof with the held-out scores of `tellscan train --validate --held-out`"
         )?,
-        None => {}
+        (None, None) => {}
     }
     let grid: Vec<String> = cal.grid.iter().map(|(l2, loss)| format!("{l2}: {loss:.4}")).collect();
     writeln!(out, "held-out log-loss by L2 penalty: {}; chosen {}", grid.join(", "), info.l2)?;
     writeln!(out, "held-out figures, {} folds (one source left out each):", info.folds)?;
     writeln!(out, "  {:<24} {:>12} {:>12} {:>12} {:>12}", "", "ECE v1", "ECE calib", "AUC v1", "AUC calib")?;
+    let conditions: Vec<&str> = options.conditions().into_iter().map(|(name, _)| name).collect();
     let mut subsets: Vec<(&str, Vec<usize>)> = vec![("all", (0..c.samples.len()).collect())];
-    if options.normalized && options.raw {
-        for condition in ["normalised", "raw"] {
+    if conditions.len() > 1 {
+        for &condition in &conditions {
             subsets
                 .push((condition, (0..c.samples.len()).filter(|&i| c.conditions[i] == condition).collect()));
         }
     }
-    for (name, idx) in subsets {
+    for (name, idx) in &subsets {
+        // samples of a fold that could not be fitted (the only source of a class) have no
+        // held-out probability
+        let idx: Vec<usize> = idx.iter().copied().filter(|&i| !cal.cv.calibrated[i].is_nan()).collect();
         let truth: Vec<bool> = idx.iter().map(|&i| c.samples[i].positive).collect();
         let pick = |p: &[f64]| idx.iter().map(|&i| p[i]).collect::<Vec<f64>>();
         let (before, after) = (pick(&cal.cv.uncalibrated), pick(&cal.cv.calibrated));
@@ -299,5 +398,121 @@ fn write_report(
     if info.cv_ece_calibrated >= info.cv_ece_uncalibrated {
         writeln!(out, "warning: the calibrated fusion is not better calibrated than v1 on held-out sources")?;
     }
+    if let Some(scale) = &cal.weights.scale {
+        let [_, [p60, _], [p85, _], _] = scale.knots[1..].try_into().unwrap_or([[0.0; 2]; 4]);
+        writeln!(
+            out,
+            "score scale: probability {p60:.4} -> 60, {p85:.4} -> 85 (targets: real photos >= 60 at most {:.0}%,              >= 85 at most {:.0}%, fitted at {:.0}% of each)",
+            100.0 * options.targets.fpr_60,
+            100.0 * options.targets.fpr_85,
+            100.0 * options.targets.margin
+        )?;
+    }
+    writeln!(
+        out,
+        "nested leave-one-source-out (penalty, fit and score scale chosen without the source reported):"
+    )?;
+    writeln!(
+        out,
+        "  {:<24} {:>7} {:>9} {:>9} {:>9} {:>7} {:>9}",
+        "", "AUC", "FPR@60", "FPR@85", "TPR@60", "ECE", "uncertain"
+    )?;
+    for (name, idx) in &subsets {
+        let f = BandFigures::of(idx.iter().map(|&i| (cal.nested[i], c.samples[i].positive)));
+        writeln!(
+            out,
+            "  {:<24} {:>7} {:>9} {:>9} {:>9} {:>7} {:>9}",
+            format!("{name} (n={})", idx.len()),
+            fmt(f.auc),
+            fmt(f.fpr_60),
+            fmt(f.fpr_85),
+            fmt(f.tpr_60),
+            fmt(f.ece),
+            fmt(f.uncertain),
+        )?;
+    }
+    writeln!(out, "per source (nested held-out scores):")?;
+    writeln!(
+        out,
+        "  {:<44} {:>5} {:>10} {:>5} {:>6} {:>6} {:>6} {:>6}",
+        "source", "label", "condition", "n", "mean", ">=60", ">=85", "uncert"
+    )?;
+    let mut by_source: BTreeMap<(&str, bool, &str), Vec<usize>> = BTreeMap::new();
+    for (i, s) in c.samples.iter().enumerate() {
+        by_source.entry((s.group.as_str(), s.positive, c.conditions[i])).or_default().push(i);
+    }
+    for ((source, positive, condition), idx) in by_source {
+        let scores: Vec<f64> = idx.iter().map(|&i| 100.0 * cal.nested[i]).collect();
+        let share = |pred: &dyn Fn(f64) -> bool| {
+            scores.iter().filter(|&&v| pred(v)).count() as f64 / scores.len() as f64
+        };
+        writeln!(
+            out,
+            "  {:<44} {:>5} {:>10} {:>5} {:>6.1} {:>6.3} {:>6.3} {:>6.3}",
+            short_source(source),
+            if positive { "ai" } else { "real" },
+            condition,
+            scores.len(),
+            scores.iter().sum::<f64>() / scores.len() as f64,
+            share(&|v| v >= 60.0),
+            share(&|v| v >= 85.0),
+            share(&|v| (40.0..60.0).contains(&v)),
+        )?;
+    }
+    Ok(())
+}
+
+/// `owner/repo@<commit>` → `owner/repo`; other names unchanged.
+fn short_source(source: &str) -> &str {
+    source.split('@').next().unwrap_or(source)
+}
+
+/// The figures of a set of (score 0-1, is AI) pairs at the verdict bands.
+struct BandFigures {
+    auc: Option<f64>,
+    fpr_60: Option<f64>,
+    fpr_85: Option<f64>,
+    tpr_60: Option<f64>,
+    ece: Option<f64>,
+    uncertain: Option<f64>,
+}
+
+impl BandFigures {
+    fn of(pairs: impl Iterator<Item = (f64, bool)>) -> Self {
+        let (scores, truth): (Vec<f64>, Vec<bool>) = pairs.unzip();
+        let share = |class: Option<bool>, pred: &dyn Fn(f64) -> bool| {
+            let pool: Vec<f64> = scores
+                .iter()
+                .zip(&truth)
+                .filter(|(_, &t)| class.is_none_or(|c| c == t))
+                .map(|(&s, _)| s)
+                .collect();
+            (!pool.is_empty()).then(|| pool.iter().filter(|&&v| pred(v)).count() as f64 / pool.len() as f64)
+        };
+        Self {
+            auc: roc_auc(&scores, &truth),
+            fpr_60: share(Some(false), &|v| v >= 0.6 - 1e-9),
+            fpr_85: share(Some(false), &|v| v >= 0.85 - 1e-9),
+            tpr_60: share(Some(true), &|v| v >= 0.6 - 1e-9),
+            ece: expected_calibration_error(&scores, &truth, ECE_BINS),
+            uncertain: share(None, &|v| (0.4 - 1e-9..0.6 - 1e-9).contains(&v)),
+        }
+    }
+}
+
+/// One row per sample: `path,label,source,condition,held_out_score` (0-100).
+fn write_held_out(path: &Path, c: &Collected, cal: &Calibration) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    w.write_record(["path", "label", "source", "condition", "held_out_score"])?;
+    for (i, s) in c.samples.iter().enumerate() {
+        w.write_record([
+            c.keys[i].as_str(),
+            if s.positive { "ai" } else { "real" },
+            s.group.as_str(),
+            c.conditions[i],
+            &format!("{:.2}", 100.0 * cal.nested[i]),
+        ])?;
+    }
+    w.flush()?;
     Ok(())
 }

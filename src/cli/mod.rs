@@ -150,9 +150,9 @@ pub enum Command {
     /// Fit the calibrated fusion over every module's output on a labels file (leave-one-source-out
     /// cross-validation) and write it (uses the `ml` weights, not an existing fusion file).
     Calibrate {
-        /// The labels file (`path,label,generator,source,license`).
-        #[arg(long)]
-        labels: PathBuf,
+        /// A labels file (`path,label,generator,source,license`); repeat for several corpora.
+        #[arg(long, required = true)]
+        labels: Vec<PathBuf>,
         /// Where to write the fusion weights.
         #[arg(long, default_value = crate::forensics::DEFAULT_FUSION)]
         out: PathBuf,
@@ -160,12 +160,26 @@ pub enum Command {
         /// the ML module's in-sample scores on the training corpus.
         #[arg(long, value_name = "FILE")]
         ml_oof: Option<PathBuf>,
-        /// Analyse the files as they are only (by default also normalised).
-        #[arg(long, conflicts_with = "normalized_only")]
-        raw_only: bool,
-        /// Analyse the normalised files only.
+        /// Fold models from `tellscan train --validate K --fold-weights DIR`: each image's `ml`
+        /// score comes from the fold model that never saw its source.
+        #[arg(long, value_name = "DIR")]
+        ml_folds: Option<PathBuf>,
+        /// Seed of the web chains of the `web` condition.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Leave out the `web` condition (by default each image is analysed as it is and
+        /// through a web chain).
         #[arg(long)]
-        normalized_only: bool,
+        no_web: bool,
+        /// Leave out the files as they are.
+        #[arg(long)]
+        no_raw: bool,
+        /// Add the normalised condition (metadata stripped, centre 512×512, JPEG q90).
+        #[arg(long)]
+        normalized: bool,
+        /// Write each sample's nested leave-one-source-out score to this CSV.
+        #[arg(long, value_name = "FILE.csv")]
+        held_out_scores: Option<PathBuf>,
     },
     /// Write the OpenAPI document the server serves (to stdout, or to --out).
     Openapi {
@@ -246,22 +260,31 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 limit: *limit,
             })
         }
-        Command::Calibrate { labels, out, ml_oof, raw_only, normalized_only } => {
-            // the fusion being fitted must not depend on an earlier fit
-            let detector = Detector::new(&DetectorConfig { fusion: None, ..cli.detector_config() })?;
-            calibrate::run(
-                &detector,
-                labels,
-                out,
-                calibrate::CalibrateOptions {
-                    normalized: !raw_only,
-                    raw: !normalized_only,
-                    ml_oof: ml_oof.clone(),
-                    limits: cli.limits(),
-                    ..Default::default()
-                },
-            )
-        }
+        Command::Calibrate {
+            labels,
+            out,
+            ml_oof,
+            ml_folds,
+            seed,
+            no_web,
+            no_raw,
+            normalized,
+            held_out_scores,
+        } => calibrate::run(
+            &cli.detector_config(),
+            labels,
+            out,
+            calibrate::CalibrateOptions {
+                normalized: *normalized,
+                raw: !no_raw,
+                web: (!no_web).then_some(*seed),
+                ml_oof: ml_oof.clone(),
+                ml_folds: ml_folds.clone(),
+                held_out_scores: held_out_scores.clone(),
+                limits: cli.limits(),
+                ..Default::default()
+            },
+        ),
         Command::Openapi { out } => {
             let spec = crate::http::openapi_json();
             match out {

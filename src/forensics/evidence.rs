@@ -49,6 +49,8 @@ impl Evidence {
         if self.findings.iter().all(|f| f.weight == 0.0) {
             let mut report = ModuleReport::abstain(no_evidence);
             report.flags = self.findings.iter().filter_map(|f| f.flag).collect();
+            report.flags.sort();
+            report.flags.dedup();
             report.explanations.extend(self.findings.into_iter().map(|f| f.explanation));
             return report;
         }

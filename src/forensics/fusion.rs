@@ -27,6 +27,9 @@ const DECISIVE_AI_FLOOR: f64 = 90.0;
 /// Ceiling for a trusted camera-capture manifest (the "Authentic" band ends at 15).
 const DECISIVE_CAPTURE_CEILING: f64 = 10.0;
 
+/// The least uncertainty of an `Uncertain` answer that no decisive evidence settles.
+const UNDECIDED_UNCERTAINTY: f64 = 0.6;
+
 /// How the input was degraded, which widens uncertainty.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Degradation {
@@ -76,6 +79,76 @@ pub struct FusionWeights {
     /// How these weights were fitted; `None` for hand-set weights such as v1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fitted: Option<FitInfo>,
+    /// Where the fused probability sits on the 0-100 score, so that the verdict bands keep
+    /// their promise on sources the fit never saw; `None`: the score is 100 × the probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScoreScale>,
+}
+
+/// A monotone, piecewise-linear map from the fused probability to the score (both 0-1),
+/// fitted by `tellscan calibrate` so that, on held-out sources, at most the target shares of
+/// real photos reach the "Likely AI" (60) and "AI generated" (85) bands. A probability the
+/// fit cannot tell from what real photos get is mapped below 60 (`Uncertain` or lower).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreScale {
+    /// `[probability, score]` knots, both increasing, from `[0, 0]` to `[1, 1]`.
+    pub knots: Vec<[f64; 2]>,
+    /// Held-out share of real photos at or above 60, per condition (for the record).
+    #[serde(default)]
+    pub held_out_fpr_60: BTreeMap<String, f64>,
+    /// Held-out share of real photos at or above 85, per condition (for the record).
+    #[serde(default)]
+    pub held_out_fpr_85: BTreeMap<String, f64>,
+}
+
+impl ScoreScale {
+    /// The map that sends `p60` to 0.60 and `p85` to 0.85, linear in between and beyond, and
+    /// the identity up to 0.40 (`p60` ≥ 0.6 and `p85` > `p60` are enforced).
+    pub fn new(p60: f64, p85: f64) -> Self {
+        let p60 = p60.clamp(0.6, 0.999_998);
+        let p85 = p85.clamp(0.85_f64.max(p60 + 1e-6), 0.999_999);
+        Self {
+            knots: vec![[0.0, 0.0], [0.4, 0.4], [p60, 0.6], [p85, 0.85], [1.0, 1.0]],
+            held_out_fpr_60: BTreeMap::new(),
+            held_out_fpr_85: BTreeMap::new(),
+        }
+    }
+
+    /// The probability a score threshold (0-1) corresponds to.
+    pub fn probability_at(&self, score: f64) -> f64 {
+        interpolate(&self.knots, score, 1, 0)
+    }
+
+    /// The score (0-1) of a probability.
+    pub fn apply(&self, p: f64) -> f64 {
+        interpolate(&self.knots, p, 0, 1)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let ok = self.knots.len() >= 2
+            && self.knots.iter().flatten().all(|v| v.is_finite() && (0.0..=1.0).contains(v))
+            && self.knots.windows(2).all(|w| w[1][0] > w[0][0] && w[1][1] >= w[0][1])
+            && self.knots.first() == Some(&[0.0, 0.0])
+            && self.knots.last() == Some(&[1.0, 1.0]);
+        if !ok {
+            bail!("scale.knots must rise from [0, 0] to [1, 1] with finite values in 0-1");
+        }
+        Ok(())
+    }
+}
+
+/// Linear interpolation through `knots` from coordinate `from` to coordinate `to`.
+fn interpolate(knots: &[[f64; 2]], x: f64, from: usize, to: usize) -> f64 {
+    let x = x.clamp(0.0, 1.0);
+    for w in knots.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if x <= b[from] {
+            let span = b[from] - a[from];
+            let t = if span > 0.0 { (x - a[from]) / span } else { 1.0 };
+            return a[to] + t * (b[to] - a[to]);
+        }
+    }
+    knots.last().map_or(x, |k| k[to])
 }
 
 /// Facts about a fit by `tellscan calibrate` (no dates: the same corpus gives the same file).
@@ -123,6 +196,7 @@ impl FusionWeights {
             default_weight: 1.0,
             abstain: BTreeMap::new(),
             fitted: None,
+            scale: None,
         }
     }
 
@@ -176,6 +250,9 @@ impl FusionWeights {
                 bail!("{kind}.{name} is {v}, not a finite number");
             }
         }
+        if let Some(scale) = &self.scale {
+            scale.check()?;
+        }
         Ok(())
     }
 
@@ -203,6 +280,24 @@ impl FusionWeights {
     ) -> f64 {
         match self.log_odds(modules) {
             Some(z) => bound.map_or(sigmoid(z), |b| b.apply(sigmoid(z))),
+            None => 0.5,
+        }
+    }
+
+    /// The fused score (0-1) before rounding: the combiner's probability placed on the score
+    /// scale (when fitted), then the decisive-evidence bound; 0.5 where the combiner has no
+    /// answer. `fuse` reports 100 × this.
+    pub fn score<'a>(
+        &self,
+        modules: impl IntoIterator<Item = (&'a str, f64, bool)>,
+        bound: Option<Bound>,
+    ) -> f64 {
+        match self.log_odds(modules) {
+            Some(z) => {
+                let p = sigmoid(z);
+                let scaled = self.scale.as_ref().map_or(p, |s| s.apply(p));
+                bound.map_or(scaled, |b| b.apply(scaled))
+            }
             None => 0.5,
         }
     }
@@ -346,7 +441,8 @@ pub fn fuse(
                         .to_string(),
                 );
             }
-            let mut score = 100.0 * sigmoid(total);
+            let probability = sigmoid(total);
+            let mut score = 100.0 * weights.scale.as_ref().map_or(probability, |s| s.apply(probability));
             match decision {
                 Some(Decisive::Ai(why)) => {
                     score = score.max(DECISIVE_AI_FLOOR);
@@ -360,13 +456,27 @@ pub fn fuse(
             }
             let abstain_share = 1.0 - voting.len() as f64 / modules.len().max(1) as f64;
             let disagreement = disagreement(&voting);
-            let uncertainty = if voting.is_empty() {
+            let mut uncertainty = if voting.is_empty() {
                 0.9 + degradation.penalty()
             } else if decision.is_some() {
                 0.02 + 0.5 * disagreement
             } else {
                 0.1 + 0.3 * abstain_share + disagreement + degradation.penalty()
             };
+            if decision.is_none() && !voting.is_empty() && (40.0..60.0).contains(&score) {
+                // the bands promise few real photos above 60; below it, say why we cannot tell
+                uncertainty = uncertainty.max(UNDECIDED_UNCERTAINTY);
+                explanations.push(format!(
+                    "No provenance manifest or generator metadata decides this image, and the pixel evidence \
+                     is too weak to call it: {}",
+                    if probability > 0.5 {
+                        "it leans towards generation, but real photos that were resized and re-compressed \
+                         show the same signs often enough"
+                    } else {
+                        "it does not point clearly either way"
+                    }
+                ));
+            }
             (score, uncertainty.clamp(0.0, 1.0))
         }
     };
@@ -503,6 +613,7 @@ mod tests {
             default_weight: 0.0,
             abstain: BTreeMap::from([("metadata".to_string(), 0.3), ("provenance".to_string(), -0.2)]),
             fitted: None,
+            scale: None,
         }
     }
 
@@ -543,6 +654,30 @@ mod tests {
         assert!(f.score <= DECISIVE_CAPTURE_CEILING);
         assert_eq!(bound(&capture), Some(Bound::CaptureCeiling));
         assert_eq!(Bound::AiFloor.apply(0.2), 0.9);
+    }
+
+    #[test]
+    fn the_score_scale_moves_weak_evidence_into_uncertain_and_says_why() {
+        let mut w = calibrated();
+        w.scale = Some(ScoreScale::new(0.9, 0.99));
+        // metadata at 0.9 alone: log-odds -0.4 + 0.5·logit(0.9) - 0.2 ≈ 0.50, p ≈ 0.62
+        let modules = BTreeMap::from([
+            ("metadata".to_string(), module(0.9, &[])),
+            ("provenance".to_string(), ModuleReport::abstain("none")),
+        ]);
+        let p = sigmoid(-0.4 + 0.5 * logit(0.9) - 0.2);
+        let f = fuse(&w, &modules, Degradation { short_side: 2000, ..Default::default() });
+        assert!((f.score - round1(100.0 * w.scale.as_ref().unwrap().apply(p))).abs() < 1e-9);
+        assert_eq!(f.verdict, Verdict::Uncertain, "{}", f.score);
+        assert!(f.uncertainty >= UNDECIDED_UNCERTAINTY);
+        assert!(
+            f.explanations.iter().any(|e| e.contains("leans towards generation")),
+            "{:?}",
+            f.explanations
+        );
+        // decisive evidence is bounded after the scale
+        let ai = BTreeMap::from([("metadata".to_string(), module(0.9, &[Flag::DalleSignature]))]);
+        assert!(fuse(&w, &ai, Degradation::default()).score >= 90.0);
     }
 
     #[test]

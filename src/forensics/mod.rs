@@ -1,6 +1,5 @@
 //! The detector: a plain library that knows nothing about HTTP.
 
-pub mod calibration;
 pub mod decode;
 mod detector;
 pub mod evidence;

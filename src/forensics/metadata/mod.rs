@@ -29,7 +29,8 @@ mod weight {
     pub const COHERENT_CAMERA: f64 = -1.1;
     pub const PARTIAL_CAMERA: f64 = -0.4;
     pub const INCONSISTENT: f64 = 0.3;
-    pub const EDITOR: f64 = 0.2;
+    /// Editing is not generation: a note (generative edits declare themselves in IPTC/C2PA).
+    pub const EDITOR: f64 = 0.0;
     pub const CAMERA_QUANT: f64 = -0.5;
 }
 

@@ -28,10 +28,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, ensure};
 
-use super::evidence::{logit, sigmoid};
-use super::fusion::{self, Bound, FitInfo, FusionWeights};
-use super::report::{ModuleReport, Report};
 use crate::eval::metrics::{expected_calibration_error, roc_auc};
+use crate::forensics::evidence::{logit, sigmoid};
+use crate::forensics::fusion::{self, Bound, FitInfo, FusionWeights, ScoreScale};
+use crate::forensics::report::{ModuleReport, Report};
 
 /// L2 penalties tried by [`calibrate`] (on the summed log-loss).
 pub const L2_GRID: [f64; 7] = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0];
@@ -50,6 +50,8 @@ pub struct Sample {
     pub group: String,
     /// The decisive-evidence bound fusion puts on this analysis, if any.
     pub bound: Option<Bound>,
+    /// How the image was prepared (`raw`, `web`, …): the verdict bands must hold in each.
+    pub condition: String,
 }
 
 impl Sample {
@@ -71,7 +73,14 @@ impl Sample {
             modules: modules.into_iter().map(|(name, m)| (name, (m.score, m.abstained))).collect(),
             positive,
             group: group.into(),
+            condition: String::new(),
         }
+    }
+
+    /// The same sample, prepared as `condition`.
+    pub fn in_condition(mut self, condition: impl Into<String>) -> Self {
+        self.condition = condition.into();
+        self
     }
 
     /// The module outputs as fusion reads them.
@@ -83,6 +92,12 @@ impl Sample {
     /// reports as the score / 100.
     pub fn probability(&self, weights: &FusionWeights) -> f64 {
         weights.probability(self.outputs(), self.bound)
+    }
+
+    /// The fused score (0-1) under `weights`: the probability on the weights' score scale,
+    /// decisive bound included.
+    pub fn score(&self, weights: &FusionWeights) -> f64 {
+        weights.score(self.outputs(), self.bound)
     }
 }
 
@@ -140,6 +155,7 @@ impl Features {
             default_weight: 0.0,
             abstain: named(1 + k),
             fitted: None,
+            scale: None,
         }
     }
 }
@@ -323,10 +339,14 @@ impl CrossValidation {
     }
 
     /// Held-out (ECE, AUC) of the uncalibrated and the calibrated probabilities.
+    /// Samples of folds that could not be fitted are left out of both.
     pub fn figures(&self, samples: &[Sample]) -> [(f64, Option<f64>); 2] {
-        let truth = Self::truth(samples);
-        let figures =
-            |p: &[f64]| (expected_calibration_error(p, &truth, ECE_BINS).unwrap_or(0.0), roc_auc(p, &truth));
+        let kept: Vec<usize> = (0..samples.len()).filter(|&i| !self.calibrated[i].is_nan()).collect();
+        let truth: Vec<bool> = kept.iter().map(|&i| samples[i].positive).collect();
+        let figures = |p: &[f64]| {
+            let p: Vec<f64> = kept.iter().map(|&i| p[i]).collect();
+            (expected_calibration_error(&p, &truth, ECE_BINS).unwrap_or(0.0), roc_auc(&p, &truth))
+        };
         [figures(&self.uncalibrated), figures(&self.calibrated)]
     }
 }
@@ -346,6 +366,11 @@ pub fn cross_validate(samples: &[Sample], l2: f64) -> anyhow::Result<CrossValida
     let mut calibrated = vec![f64::NAN; samples.len()];
     for group in &groups {
         let train: Vec<&Sample> = fittable.iter().copied().filter(|s| s.group != *group).collect();
+        if one_class(&train) && !one_class(&fittable) {
+            // the only source of a class is held out: this fold cannot be fitted, and its
+            // samples get no held-out probability (NaN, left out of every held-out figure)
+            continue;
+        }
         let beta = fit_rows(&features, &train, Some(prior), l2)
             .map_err(|e| anyhow::anyhow!("fold without source {group:?}: {e}"))?;
         let weights = features.weights(&beta);
@@ -359,33 +384,92 @@ pub fn cross_validate(samples: &[Sample], l2: f64) -> anyhow::Result<CrossValida
     Ok(CrossValidation { l2, folds: groups.len(), calibrated, uncalibrated, log_loss })
 }
 
-/// Mean log-loss, probabilities clamped to [1e-6, 1 − 1e-6].
+/// `true` when the samples hold at most one class.
+fn one_class(samples: &[&Sample]) -> bool {
+    let positive = samples.iter().filter(|s| s.positive).count();
+    positive == 0 || positive == samples.len()
+}
+
+/// Mean log-loss, probabilities clamped to [1e-6, 1 − 1e-6]; NaN probabilities (samples of a
+/// fold that could not be fitted) are left out.
 pub fn log_loss(probabilities: &[f64], positive: &[bool]) -> f64 {
-    let total: f64 = probabilities
+    let kept: Vec<(f64, bool)> =
+        probabilities.iter().zip(positive).filter(|(p, _)| !p.is_nan()).map(|(&p, &y)| (p, y)).collect();
+    let total: f64 = kept
         .iter()
-        .zip(positive)
-        .map(|(&p, &y)| {
+        .map(|&(p, y)| {
             let p = p.clamp(1e-6, 1.0 - 1e-6);
             -(if y { p.ln() } else { (1.0 - p).ln() })
         })
         .sum();
-    total / probabilities.len().max(1) as f64
+    total / kept.len().max(1) as f64
+}
+
+/// What the verdict bands promise on sources the fit never saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandTargets {
+    /// Largest share of real photos scored ≥ 60.
+    pub fpr_60: f64,
+    /// Largest share of real photos scored ≥ 85.
+    pub fpr_85: f64,
+    /// The thresholds are set for `margin` × the targets on the held-out probabilities they
+    /// are fitted on, because a new source is never exactly like the old ones.
+    pub margin: f64,
+}
+
+/// The product's promise: at most 5 % of real photos "Likely AI" and 1 % "AI generated".
+pub const BAND_TARGETS: BandTargets = BandTargets { fpr_60: 0.05, fpr_85: 0.01, margin: 0.6 };
+
+/// The probability above which at most `share` of `values` lie: midway between the last value
+/// allowed above and the first that is not (just above the largest when none is allowed).
+pub fn threshold_for_share(values: &[f64], share: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (share * sorted.len() as f64).floor() as usize;
+    match (allowed.checked_sub(1).and_then(|i| sorted.get(i)), sorted.get(allowed)) {
+        (_, None) => 0.0,
+        (None, Some(&first_kept)) => (first_kept + 1e-6).min(1.0),
+        (Some(&above), Some(&below)) if above > below => (above + below) / 2.0,
+        // ties straddle the cut: the threshold must clear them all
+        (Some(_), Some(&below)) => (below + 1e-6).min(1.0),
+    }
+}
+
+/// The score scale from held-out probabilities: for each condition, the thresholds that keep
+/// real samples under `margin` × the targets; the strictest condition wins.
+pub fn fit_scale(samples: &[Sample], held_out: &[f64], targets: BandTargets) -> ScoreScale {
+    let mut by_condition: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (s, &p) in samples.iter().zip(held_out) {
+        if !s.positive && !p.is_nan() {
+            by_condition.entry(s.condition.as_str()).or_default().push(p);
+        }
+    }
+    let (mut p60, mut p85) = (0.0_f64, 0.0_f64);
+    for real in by_condition.values() {
+        p60 = p60.max(threshold_for_share(real, targets.fpr_60 * targets.margin));
+        p85 = p85.max(threshold_for_share(real, targets.fpr_85 * targets.margin));
+    }
+    ScoreScale::new(p60, p85)
 }
 
 /// The outcome of [`calibrate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calibration {
-    /// The fit on every sample at the chosen penalty, with its [`FitInfo`].
+    /// The fit on every sample at the chosen penalty, with its [`FitInfo`] and score scale.
     pub weights: FusionWeights,
     /// The cross-validation at the chosen penalty.
     pub cv: CrossValidation,
     /// Held-out log-loss per penalty tried, in grid order.
     pub grid: Vec<(f64, f64)>,
+    /// Per sample (input order): the score (0-1) from the whole procedure (penalty choice,
+    /// fit, score scale) run without the sample's source: nested leave-one-source-out, so no
+    /// threshold or weight was chosen on the images it is reported for.
+    pub nested: Vec<f64>,
 }
 
-/// Choose the L2 penalty from `grid` by held-out log-loss, then fit on every sample.
-/// `inputs` says what the samples are (recorded in the fit's [`FitInfo`]).
-pub fn calibrate(samples: &[Sample], grid: &[f64], inputs: &str) -> anyhow::Result<Calibration> {
+/// Leave-one-group-out at each penalty of `grid`; the one with the lowest held-out log-loss
+/// and the log-loss of every penalty.
+fn choose_penalty(samples: &[Sample], grid: &[f64]) -> anyhow::Result<(CrossValidation, Vec<(f64, f64)>)> {
     ensure!(!grid.is_empty(), "no L2 penalty to try");
     let mut best: Option<CrossValidation> = None;
     let mut tried = Vec::new();
@@ -396,8 +480,59 @@ pub fn calibrate(samples: &[Sample], grid: &[f64], inputs: &str) -> anyhow::Resu
             best = Some(cv);
         }
     }
-    let cv = best.expect("the grid is not empty");
+    Ok((best.expect("the grid is not empty"), tried))
+}
+
+/// Penalty, fit and score scale on `samples`.
+fn fit_with_scale(samples: &[Sample], grid: &[f64], targets: BandTargets) -> anyhow::Result<FusionWeights> {
+    let (cv, _) = choose_penalty(samples, grid)?;
     let mut weights = fit(samples, cv.l2)?;
+    weights.scale = Some(fit_scale(samples, &cv.calibrated, targets));
+    Ok(weights)
+}
+
+/// Nested leave-one-group-out: for each source, the whole procedure on the other sources,
+/// then the scores of the left-out source's samples.
+pub fn nested_scores(samples: &[Sample], grid: &[f64], targets: BandTargets) -> anyhow::Result<Vec<f64>> {
+    use rayon::prelude::*;
+    let groups: Vec<&str> =
+        samples.iter().map(|s| s.group.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    let per_group: Vec<(&str, FusionWeights)> = groups
+        .par_iter()
+        .map(|&group| {
+            let inner: Vec<Sample> = samples.iter().filter(|s| s.group != group).cloned().collect();
+            fit_with_scale(&inner, grid, targets)
+                .map(|w| (group, w))
+                .map_err(|e| anyhow::anyhow!("nested fold without source {group:?}: {e}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut scores = vec![f64::NAN; samples.len()];
+    for (group, weights) in &per_group {
+        for (i, s) in samples.iter().enumerate().filter(|(_, s)| s.group == *group) {
+            scores[i] = s.score(weights);
+        }
+    }
+    Ok(scores)
+}
+
+/// Choose the L2 penalty from `grid` by held-out log-loss, fit on every sample, set the score
+/// scale from the held-out probabilities, and measure the whole procedure by nested
+/// leave-one-source-out. `inputs` says what the samples are (recorded in the fit's [`FitInfo`]).
+pub fn calibrate(
+    samples: &[Sample],
+    grid: &[f64],
+    inputs: &str,
+    targets: BandTargets,
+) -> anyhow::Result<Calibration> {
+    let (cv, tried) = choose_penalty(samples, grid)?;
+    let nested = nested_scores(samples, grid, targets)?;
+    let mut weights = fit(samples, cv.l2)?;
+    let mut scale = fit_scale(samples, &cv.calibrated, targets);
+    for (condition, (fpr_60, fpr_85)) in band_shares(samples, &nested) {
+        scale.held_out_fpr_60.insert(condition.clone(), fpr_60);
+        scale.held_out_fpr_85.insert(condition, fpr_85);
+    }
+    weights.scale = Some(scale);
     let [(ece_before, auc_before), (ece_after, auc_after)] = cv.figures(samples);
     let positive = samples.iter().filter(|s| s.positive).count();
     weights.fitted = Some(FitInfo {
@@ -418,7 +553,24 @@ pub fn calibrate(samples: &[Sample], grid: &[f64], inputs: &str) -> anyhow::Resu
         cv_auc_uncalibrated: auc_before,
         cv_auc_calibrated: auc_after,
     });
-    Ok(Calibration { weights, cv, grid: tried })
+    Ok(Calibration { weights, cv, grid: tried, nested })
+}
+
+/// Per condition: the shares of real samples with a score (0-1) ≥ 0.60 and ≥ 0.85.
+pub fn band_shares(samples: &[Sample], scores: &[f64]) -> BTreeMap<String, (f64, f64)> {
+    let mut real: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (s, &score) in samples.iter().zip(scores) {
+        if !s.positive {
+            real.entry(s.condition.clone()).or_default().push(score);
+        }
+    }
+    real.into_iter()
+        .map(|(condition, scores)| {
+            let share =
+                |t: f64| scores.iter().filter(|&&v| v >= t - 1e-9).count() as f64 / scores.len() as f64;
+            (condition, (share(0.60), share(0.85)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -431,7 +583,32 @@ mod tests {
             positive,
             group: group.into(),
             bound: None,
+            condition: String::new(),
         }
+    }
+
+    #[test]
+    fn the_score_scale_takes_the_strictest_condition_and_ignores_ai_and_unfitted_samples() {
+        let targets = BandTargets { fpr_60: 0.1, fpr_85: 0.02, margin: 1.0 };
+        let mut samples = Vec::new();
+        let mut held_out = Vec::new();
+        for i in 0..100 {
+            // raw: real probabilities 0.00-0.99; web: 0.50-0.995, the stricter one
+            samples.push(sample(&[], false, "g").in_condition("raw"));
+            held_out.push(i as f64 / 100.0);
+            samples.push(sample(&[], false, "g").in_condition("web"));
+            held_out.push(0.5 + i as f64 / 200.0);
+        }
+        samples.push(sample(&[], true, "g").in_condition("web"));
+        held_out.push(1.0); // AI samples do not move the thresholds
+        samples.push(sample(&[], false, "h").in_condition("web"));
+        held_out.push(f64::NAN); // nor do samples without a held-out probability
+        let scale = fit_scale(&samples, &held_out, targets);
+        // web: 10 of 100 allowed above 0.60 → between 0.945 and 0.95; 2 allowed above 0.85 → 0.9875
+        assert!((scale.probability_at(0.6) - 0.9475).abs() < 1e-9, "{scale:?}");
+        assert!((scale.probability_at(0.85) - 0.9875).abs() < 1e-9, "{scale:?}");
+        let shares = band_shares(&samples[..200], &held_out[..200]);
+        assert_eq!(shares["raw"], (0.4, 0.15));
     }
 
     #[test]
@@ -526,7 +703,7 @@ mod tests {
                 }
             }
         }
-        let cal = calibrate(&samples, &L2_GRID, "synthetic").unwrap();
+        let cal = calibrate(&samples, &L2_GRID, "synthetic", BAND_TARGETS).unwrap();
         assert_eq!(cal.cv.folds, 5);
         assert_eq!(cal.grid.len(), L2_GRID.len());
         assert!(cal.cv.calibrated.iter().all(|p| p.is_finite()));
