@@ -43,6 +43,7 @@ fn benches(c: &mut Criterion) {
     let detector = Detector::new(&DetectorConfig::default()).expect("detector builds");
     let ml = MlModel::load(std::path::Path::new(DEFAULT_WEIGHTS)).expect("the shipped ML weights load");
     let heic = read("fixtures/heic/IMG_5195.HEIC");
+    let avif = read("fixtures/c2pa/sample1.avif");
     for (label, w, h) in [("1MP", 1155u32, 866u32), ("12MP", 4000, 3000)] {
         let (jpeg, png, webp) = inputs(w, h);
         let mut group = c.benchmark_group(format!("decode/{label}"));
@@ -92,6 +93,11 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("heic", |b| b.iter(|| decode(black_box(&heic), &limits).unwrap()));
     group.bench_function("detect", |b| b.iter(|| detector.detect(black_box(&heic)).unwrap()));
+    group.finish();
+    let mut group = c.benchmark_group("decode/avif-1MP");
+    group.sample_size(10);
+    group.bench_function("avif", |b| b.iter(|| decode(black_box(&avif), &limits).unwrap()));
+    group.bench_function("detect", |b| b.iter(|| detector.detect(black_box(&avif)).unwrap()));
     group.finish();
 }
 

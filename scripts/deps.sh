@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages tellscan builds against, only when they are missing.
-# Debian/Ubuntu: libheif-dev (HEIC/HEIF decoding) and pkg-config (to find it); with
+# Debian/Ubuntu: libheif-dev (HEIC/HEIF and AVIF decoding) and pkg-config (to find it); with
 # --test also redis-server (the tests start their own on a free loopback port).
 set -euo pipefail
 missing=()

@@ -31,9 +31,11 @@ fn random_bytes_are_unsupported_and_random_bytes_behind_a_magic_are_corrupt() {
         bytes.extend_from_slice(&noise);
         assert!(matches!(detector().detect(&bytes), Err(DecodeError::Corrupt(_))), "{magic:?}");
     }
-    let mut heif = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
-    heif.extend_from_slice(&noise);
-    assert!(matches!(detector().detect(&heif), Err(DecodeError::Corrupt(_))));
+    for ftyp in [&b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..], b"\0\0\0\x18ftypavif\0\0\0\0avifmif1"] {
+        let mut bytes = ftyp.to_vec();
+        bytes.extend_from_slice(&noise);
+        assert!(matches!(detector().detect(&bytes), Err(DecodeError::Corrupt(_))), "{ftyp:?}");
+    }
 }
 
 #[test]
@@ -42,7 +44,8 @@ fn truncated_files_of_every_format_fail_cleanly() {
     let png = encode(&picture(300, 200), image::ImageFormat::Png);
     let webp = encode(&picture(300, 200), image::ImageFormat::WebP);
     let heic = read_shared("fixtures/heic/IMG_5195.HEIC");
-    for (name, bytes) in [("jpeg", &jpeg), ("png", &png), ("webp", &webp), ("heic", &heic)] {
+    let avif = read_fixture("libheif-example.avif");
+    for (name, bytes) in [("jpeg", &jpeg), ("png", &png), ("webp", &webp), ("heic", &heic), ("avif", &avif)] {
         for cut in [20, 40, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
             expect_corrupt_or_report(&bytes[..cut], &format!("{name} cut at {cut}"));
         }
@@ -68,6 +71,21 @@ fn png_declaring_huge_dimensions_is_too_large_before_allocation() {
     match detector().detect(&png) {
         Err(DecodeError::TooLarge { width, height, .. }) => assert_eq!((width, height), (100_000, 100_000)),
         other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn heif_and_avif_over_the_limits_are_too_large_by_their_declared_size() {
+    let avif = read_fixture("libheif-example.avif");
+    let heic = read_shared("fixtures/heic/IMG_5195.HEIC");
+    for (name, bytes, size) in [("avif", &avif, (800, 533)), ("heic", &heic, (2566, 3313))] {
+        let narrow = DecodeLimits { max_pixels: 64_000_000, max_side: 500 };
+        match decode(bytes, &narrow) {
+            Err(DecodeError::TooLarge { width, height, .. }) => assert_eq!((width, height), size, "{name}"),
+            other => panic!("{name}: expected TooLarge, got {other:?}"),
+        }
+        let few = DecodeLimits { max_pixels: 100_000, max_side: 16_384 };
+        assert!(matches!(decode(bytes, &few), Err(DecodeError::TooLarge { .. })), "{name}");
     }
 }
 

@@ -34,7 +34,7 @@ fn detect_reports_every_file_and_exits_zero_even_with_bad_files() {
     assert!(lines[0]["report"]["score"].is_number());
     assert_eq!(lines[0]["report"]["image"]["format"], "jpeg");
     assert_eq!(lines[1]["error"], "unsupported_media");
-    assert!(lines[1]["detail"].as_str().unwrap().contains("not JPEG, PNG, WebP or HEIC/HEIF"));
+    assert!(lines[1]["detail"].as_str().unwrap().contains("not JPEG, PNG, WebP, HEIC/HEIF or AVIF"));
     assert_eq!(lines[2]["error"], "unreadable_file");
 }
 

@@ -13,7 +13,7 @@ use common::server::{
     admin_request, away_from_minute_edge, client, detect_request, form, key_id, key_secret,
     ms_left_in_minute, small_jpeg, usage_request, used, TestServer, ADMIN_TOKEN,
 };
-use common::{encode, jpeg_with_segment, picture};
+use common::{encode, jpeg_with_segment, picture, read_fixture};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tellscan::auth::key::Tier;
@@ -583,7 +583,8 @@ async fn format_is_decided_by_magic_bytes() {
 
     let text = b"this is a text file, not a photo\n".repeat(20);
     let reply = detect(&server, Some(&key), None, form(text, "photo.jpg", None)).await;
-    reply.error(415, "unsupported_media");
+    let detail = reply.error(415, "unsupported_media");
+    assert!(detail.contains("JPEG, PNG, WebP, HEIC/HEIF or AVIF"), "{detail}");
     reply.assert_quota_headers();
 
     let mut gif = b"GIF89a".to_vec();
@@ -602,6 +603,19 @@ async fn format_is_decided_by_magic_bytes() {
     assert_eq!(body["image"]["height"], 240);
     assert_eq!(body["image"]["bytes"], png.len() as u64);
     assert_eq!(body["hashes"]["sha256"], sha256_hex(&png));
+
+    // AVIF (AV1 in HEIF, decoded by the system libheif), whatever the name says
+    let avif = read_fixture("libheif-example.avif");
+    let body = detect(&server, Some(&key), None, form(avif.clone(), "photo.heic", None)).await.ok();
+    assert_eq!(body["image"]["format"], "avif");
+    assert_eq!(body["image"]["width"], 800);
+    assert_eq!(body["image"]["height"], 533);
+    assert_eq!(body["image"]["bytes"], avif.len() as u64);
+    assert_eq!(body["hashes"]["sha256"], sha256_hex(&avif));
+    for module in MODULES {
+        assert!(body["modules"][module]["score"].is_number(), "{module}: {}", body["modules"]);
+    }
+    assert_eq!(used_today(&server, &key).await, 2, "the PNG and the AVIF were counted");
 }
 
 // ---------------------------------------------------------------------------------------------

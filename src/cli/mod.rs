@@ -57,7 +57,7 @@ pub enum OutputFormat {
 pub enum Command {
     /// Analyse image files and print one report per file.
     Detect {
-        /// Image files (JPEG, PNG, WebP, HEIC/HEIF).
+        /// Image files (JPEG, PNG, WebP, HEIC/HEIF, AVIF).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// `json` (one object per line) or `table`.

@@ -25,7 +25,7 @@ pub fn check_image(bytes: &[u8], max: u64) -> Result<ImageFormat, ApiError> {
     }
     ImageFormat::sniff(bytes).ok_or_else(|| {
         ApiError::unsupported(
-            "the file is not JPEG, PNG, WebP or HEIC/HEIF (the format is read from its bytes, not its name)",
+            "the file is not JPEG, PNG, WebP, HEIC/HEIF or AVIF (the format is read from its bytes, not its name)",
         )
     })
 }

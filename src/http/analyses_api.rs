@@ -27,8 +27,8 @@ use crate::quota::{Source, Ticket};
 /// `POST /api/v1/analyses`.
 #[derive(Debug, Multipart)]
 pub struct SubmitForm {
-    /// One or more images (repeat the field for a batch): JPEG, PNG, WebP or HEIC/HEIF, each
-    /// at most 10 MiB, together within the request limit.
+    /// One or more images (repeat the field for a batch): JPEG, PNG, WebP, HEIC/HEIF or AVIF,
+    /// each at most 10 MiB, together within the request limit.
     pub file: Vec<Upload>,
     /// Optional generator slug (`GET /api/models`).
     pub model: Option<String>,

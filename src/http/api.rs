@@ -54,7 +54,7 @@ pub enum DetectionSource {
 /// The multipart form of `POST /api/detect`.
 #[derive(Debug, Multipart)]
 pub struct DetectForm {
-    /// The image: JPEG, PNG, WebP or HEIC/HEIF (decided by its bytes), at most 10 MiB.
+    /// The image: JPEG, PNG, WebP, HEIC/HEIF or AVIF (decided by its bytes), at most 10 MiB.
     pub file: Binary<Vec<u8>>,
     /// Optional generator slug (`GET /api/models`); the report then carries `model.score`.
     pub model: Option<String>,
@@ -178,8 +178,8 @@ pub struct PublicApi;
 impl PublicApi {
     /// Analyse one image.
     ///
-    /// Multipart form with a `file` (JPEG, PNG, WebP or HEIC/HEIF by magic bytes, at most
-    /// 10 MiB) and an optional `model` slug. Counts one request against every quota window
+    /// Multipart form with a `file` (JPEG, PNG, WebP, HEIC/HEIF or AVIF by magic bytes, at
+    /// most 10 MiB) and an optional `model` slug. Counts one request against every quota window
     /// of the key; the answer carries the quota headers.
     #[allow(clippy::too_many_arguments)]
     #[oai(

@@ -34,7 +34,7 @@ pub enum ApiError {
     /// The image (or the request body) is larger than the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
-    /// The file is not JPEG, PNG, WebP or HEIC/HEIF (decided by its magic bytes).
+    /// The file is not JPEG, PNG, WebP, HEIC/HEIF or AVIF (decided by its magic bytes).
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
     /// The file claims a supported format but cannot be decoded, or its dimensions exceed the limits.

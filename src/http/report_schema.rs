@@ -149,7 +149,7 @@ fn report_schema() -> MetaSchema {
                 object(
                     "The decoded image",
                     vec![
-                        ("format", field("string", "jpeg, png, webp or heif")),
+                        ("format", field("string", "jpeg, png, webp, heif or avif")),
                         ("width", field("integer", "pixels")),
                         ("height", field("integer", "pixels")),
                         ("bytes", field("integer", "file size")),

@@ -18,6 +18,12 @@ pub fn read_shared(rel: &str) -> Vec<u8> {
     std::fs::read(shared(rel)).unwrap_or_else(|e| panic!("cannot read shared/{rel}: {e}"))
 }
 
+/// Read a file under `tests/fixtures/` (the fixtures kept in the repository).
+pub fn read_fixture(rel: &str) -> Vec<u8> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/")).join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read tests/fixtures/{rel}: {e}"))
+}
+
 /// A detector with default settings.
 pub fn detector() -> Detector {
     Detector::new(&DetectorConfig::default()).expect("default detector builds")

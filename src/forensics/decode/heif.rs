@@ -1,22 +1,31 @@
-//! HEIC/HEIF through the system libheif: dimensions from the handle before decoding,
-//! EXIF and XMP from the item metadata.
+//! HEIC/HEIF and AVIF through the system libheif: dimensions from the handle before decoding,
+//! EXIF and XMP from the item metadata. Both are HEIF containers; libheif picks the codec
+//! (libde265 for HEVC, libdav1d or libaom for AV1) from the primary item's type.
 
 use image::{DynamicImage, RgbImage, RgbaImage};
 use libheif_rs::{ColorSpace, HeifContext, ItemId, LibHeif, RgbChroma};
 
-use super::{check_dimensions, DecodeError, DecodeLimits, MetadataBlocks};
+use super::{check_dimensions, DecodeError, DecodeLimits, ImageFormat, MetadataBlocks};
 
 /// Most metadata items read from one file.
 const MAX_METADATA_ITEMS: usize = 32;
 
-pub(super) fn read_blocks(bytes: &[u8]) -> MetadataBlocks {
+/// The container's name in messages: `HEIF` or `AVIF`.
+fn label(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Avif => "AVIF",
+        ImageFormat::Heif | ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Webp => "HEIF",
+    }
+}
+
+pub(super) fn read_blocks(format: ImageFormat, bytes: &[u8]) -> MetadataBlocks {
     let mut out = MetadataBlocks::default();
     let Ok(ctx) = HeifContext::read_from_bytes(bytes) else {
-        out.warnings.push("HEIF container could not be parsed".into());
+        out.warnings.push(format!("{} container could not be parsed", label(format)));
         return out;
     };
     let Ok(handle) = ctx.primary_image_handle() else {
-        out.warnings.push("HEIF has no primary image".into());
+        out.warnings.push(format!("{} has no primary image", label(format)));
         return out;
     };
     let mut ids: [ItemId; MAX_METADATA_ITEMS] = [0; MAX_METADATA_ITEMS];
@@ -43,8 +52,13 @@ pub(super) fn read_blocks(bytes: &[u8]) -> MetadataBlocks {
     out
 }
 
-pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<(u32, u32, DynamicImage), DecodeError> {
-    let corrupt = |e: libheif_rs::HeifError| DecodeError::Corrupt(format!("HEIF: {e}"));
+pub(super) fn decode(
+    format: ImageFormat,
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(u32, u32, DynamicImage), DecodeError> {
+    let name = label(format);
+    let corrupt = |e: libheif_rs::HeifError| DecodeError::Corrupt(format!("{name}: {e}"));
     let ctx = HeifContext::read_from_bytes(bytes).map_err(corrupt)?;
     let handle = ctx.primary_image_handle().map_err(corrupt)?;
     let (width, height) = (handle.width(), handle.height());
@@ -55,12 +69,12 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<(u32, u32, D
     let plane = decoded
         .planes()
         .interleaved
-        .ok_or_else(|| DecodeError::Corrupt("HEIF decoder returned no interleaved plane".into()))?;
+        .ok_or_else(|| DecodeError::Corrupt(format!("{name} decoder returned no interleaved plane")))?;
     let channels = if alpha { 4 } else { 3 };
     let (w, h) = (plane.width as usize, plane.height as usize);
     let row = w * channels;
     if plane.stride < row || plane.data.len() < plane.stride * h.saturating_sub(1) + row {
-        return Err(DecodeError::Corrupt("HEIF plane is smaller than its size".into()));
+        return Err(DecodeError::Corrupt(format!("{name} plane is smaller than its size")));
     }
     let mut pixels = Vec::with_capacity(row * h);
     for y in 0..h {
@@ -71,6 +85,6 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<(u32, u32, D
     } else {
         RgbImage::from_raw(w as u32, h as u32, pixels).map(DynamicImage::ImageRgb8)
     }
-    .ok_or_else(|| DecodeError::Corrupt("HEIF plane has the wrong length".into()))?;
+    .ok_or_else(|| DecodeError::Corrupt(format!("{name} plane has the wrong length")))?;
     Ok((w as u32, h as u32, image))
 }

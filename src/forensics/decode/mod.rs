@@ -32,8 +32,8 @@ impl Default for DecodeLimits {
 /// Why a file could not be turned into pixels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// The bytes are not JPEG, PNG, WebP or HEIC/HEIF.
-    #[error("unsupported media: the file is not JPEG, PNG, WebP or HEIC/HEIF")]
+    /// The bytes are not JPEG, PNG, WebP, HEIC/HEIF or AVIF.
+    #[error("unsupported media: the file is not JPEG, PNG, WebP, HEIC/HEIF or AVIF")]
     UnsupportedMedia,
     /// The declared dimensions exceed the configured limits.
     #[error("image too large: {width}x{height} exceeds the limit of {limit}")]
@@ -108,7 +108,7 @@ pub fn read_blocks(format: ImageFormat, bytes: &[u8]) -> MetadataBlocks {
         ImageFormat::Jpeg => blocks::read_jpeg(bytes),
         ImageFormat::Png => blocks::read_png(bytes),
         ImageFormat::Webp => blocks::read_webp(bytes),
-        ImageFormat::Heif => heif::read_blocks(bytes),
+        ImageFormat::Heif | ImageFormat::Avif => heif::read_blocks(format, bytes),
     }
 }
 
@@ -136,7 +136,7 @@ fn decode_pixels(
         ImageFormat::Jpeg => image::ImageFormat::Jpeg,
         ImageFormat::Png => image::ImageFormat::Png,
         ImageFormat::Webp => image::ImageFormat::WebP,
-        ImageFormat::Heif => return heif::decode(bytes, limits),
+        ImageFormat::Heif | ImageFormat::Avif => return heif::decode(format, bytes, limits),
     };
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
     let header = image::ImageReader::with_format(Cursor::new(bytes), image_format);

@@ -50,8 +50,8 @@
 //! up-scaling hides the peak, and down-scaling leaves none at all, so a down-scaled camera
 //! photo is judged, reads as "no demosaicing traces", and that is why `no_cfa_traces` is
 //! weak. The views carry no EXIF, so a window that does not match the camera's native frame
-//! cannot be recognised from metadata here. HEIC and WebP have no quality estimate and are
-//! judged.
+//! cannot be recognised from metadata here. HEIC, AVIF and WebP have no quality estimate and
+//! are judged.
 //!
 //! # Weights
 //!
