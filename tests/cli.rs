@@ -97,13 +97,27 @@ fn eval_prints_the_documented_json_fields() {
     let out = tellscan().arg("eval").arg(&labels).arg("--json").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for field in ["n", "auc", "ap", "accuracy", "fpr_real", "tpr_ai", "ece", "mean_ms", "p95_ms", "modules"] {
+    for field in [
+        "n",
+        "auc",
+        "ap",
+        "accuracy",
+        "fpr_real",
+        "tpr_ai",
+        "fpr_real_85",
+        "uncertain",
+        "ece",
+        "mean_ms",
+        "p95_ms",
+        "modules",
+    ] {
         assert!(v.get(field).is_some(), "missing {field} in {v}");
     }
     assert_eq!(v["n"], 4);
     // generator metadata against coherent camera EXIF: the raw files are separable
     assert_eq!(v["auc"], 1.0);
     assert_eq!(v["fpr_real"], 0.0);
+    assert_eq!(v["fpr_real_85"], 0.0);
     assert_eq!(v["tpr_ai"], 1.0);
     assert!(v["modules"]["metadata"]["auc"].as_f64().unwrap() > 0.99);
 

@@ -70,6 +70,13 @@ fn write_text(out: &mut impl Write, s: &EvalSummary, options: &EvalOptions) -> s
         fmt(s.fpr_real, 3),
         fmt(s.tpr_ai, 3)
     )?;
+    writeln!(
+        out,
+        "at threshold {}: FPR(real) {}    verdict Uncertain: {} of all",
+        eval::STRONG_THRESHOLD,
+        fmt(s.fpr_real_85, 3),
+        fmt(s.uncertain, 3)
+    )?;
     writeln!(out, "time per image: mean {} ms  p95 {} ms", fmt(s.mean_ms, 1), fmt(s.p95_ms, 1))?;
     writeln!(out, "{:<12} {:>6} {:>9}", "module", "AUC", "abstain")?;
     for (name, m) in &s.modules {

@@ -12,12 +12,15 @@ use anyhow::{bail, Context};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::forensics::{DecodeLimits, Detector, Report};
+use crate::forensics::{DecodeLimits, Detector, Report, Verdict};
 use crate::learn::web::{self, WebChain};
 use transform::Perturbations;
 
 /// The "Likely AI" threshold used for accuracy and false-positive rate.
 pub const DECISION_THRESHOLD: f64 = 60.0;
+
+/// The "AI generated" threshold: the verdict a user is most likely to act on.
+pub const STRONG_THRESHOLD: f64 = 85.0;
 
 /// Ground truth of one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -132,6 +135,10 @@ pub struct EvalSummary {
     pub fpr_real: Option<f64>,
     /// Share of AI images scored ≥ 60.
     pub tpr_ai: Option<f64>,
+    /// Share of real images scored ≥ 85 (verdict "AI generated").
+    pub fpr_real_85: Option<f64>,
+    /// Share of scored images whose verdict is "Uncertain" (40 ≤ score < 60).
+    pub uncertain: Option<f64>,
     /// Expected calibration error of score/100 (10 bins).
     pub ece: Option<f64>,
     /// Mean detection time per image.
@@ -244,10 +251,76 @@ pub fn summarise(rows: &[LabelRow], outcomes: &[Outcome]) -> EvalSummary {
         accuracy: share(&|i| flagged(i) == truth[i], &|_| true),
         fpr_real: share(&flagged, &|i| !truth[i]),
         tpr_ai: share(&flagged, &|i| truth[i]),
+        fpr_real_85: share(&|i| scores[i] >= STRONG_THRESHOLD, &|i| !truth[i]),
+        uncertain: share(&|i| scored[i].1.verdict == Verdict::Uncertain, &|_| true),
         ece: metrics::expected_calibration_error(&probabilities, &truth, 10),
         mean_ms: (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64),
         p95_ms: metrics::quantile(&times, 0.95),
         modules,
         errors,
+    }
+}
+
+/// Reports to build outcomes from in unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::forensics::report::{FileMetadata, Hashes, ImageInfo};
+    use crate::forensics::{ImageFormat, Report, Verdict};
+
+    /// A report with this fused score (its verdict band) and nothing else.
+    pub fn report(score: f64) -> Report {
+        Report {
+            score,
+            verdict: Verdict::from_score(score),
+            presentation: String::new(),
+            confidence: 0.5,
+            uncertainty: 0.5,
+            explanations: vec![],
+            hashes: Hashes { sha256: String::new() },
+            modules: Default::default(),
+            generator: None,
+            model: None,
+            image: ImageInfo { format: ImageFormat::Png, width: 8, height: 8, bytes: 0 },
+            cached: false,
+            elapsed_ms: 0.0,
+            details: vec![],
+            regions: vec![],
+            file_metadata: FileMetadata::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn row(label: Label) -> LabelRow {
+        LabelRow {
+            path: PathBuf::from("x.png"),
+            label,
+            generator: String::new(),
+            source: "s".into(),
+            key: "x".into(),
+        }
+    }
+
+    #[test]
+    fn summary_counts_strong_false_positives_and_uncertain_verdicts() {
+        let labels =
+            [Label::Real, Label::Real, Label::Real, Label::Real, Label::Ai, Label::Partial, Label::Ai];
+        let scores = [10.0, 45.0, 70.0, 90.0, 50.0, 88.0, 99.0];
+        let rows: Vec<LabelRow> = labels.iter().map(|&l| row(l)).collect();
+        let mut outcomes: Vec<Outcome> =
+            scores.iter().map(|&s| Outcome::Scored(Box::new(test_support::report(s)), 1.0, None)).collect();
+        outcomes[6] = Outcome::Failed("gone".into());
+        let s = summarise(&rows, &outcomes);
+        assert_eq!((s.n, s.failed), (6, 1));
+        assert_eq!(s.fpr_real, Some(0.5));
+        assert_eq!(s.fpr_real_85, Some(0.25));
+        assert_eq!(s.uncertain, Some(2.0 / 6.0));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["fpr_real_85"], 0.25);
     }
 }
