@@ -113,6 +113,8 @@ fn eval_prints_the_documented_json_fields() {
     ] {
         assert!(v.get(field).is_some(), "missing {field} in {v}");
     }
+    // the per-source figures only when asked for
+    assert!(v.get("by_source").is_none() && v.get("source_auc").is_none(), "{v}");
     assert_eq!(v["n"], 4);
     // generator metadata against coherent camera EXIF: the raw files are separable
     assert_eq!(v["auc"], 1.0);

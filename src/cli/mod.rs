@@ -97,6 +97,10 @@ pub enum Command {
         /// score and abstention, flags) to this file.
         #[arg(long, value_name = "FILE.csv")]
         scores: Option<PathBuf>,
+        /// Also give the figures of each source (the labels file's `source` column) and the AUC
+        /// of each generated source against each real source.
+        #[arg(long)]
+        by_source: bool,
     },
     /// Run the HTTP service (settings: config/default.toml, --config FILE, TELLSCAN_* variables).
     Serve {
@@ -216,11 +220,10 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 limits: cli.limits(),
             },
         ),
-        Command::Eval { labels, json, normalize, web, seed, perturb, scores } => eval::run(
+        Command::Eval { labels, json, normalize, web, seed, perturb, scores, by_source } => eval::run(
             &cli.detector()?,
             labels,
-            *json,
-            scores.as_deref(),
+            eval::Outputs { json: *json, scores: scores.as_deref(), by_source: *by_source },
             crate::eval::EvalOptions {
                 normalize: *normalize,
                 web: web.then_some(*seed),

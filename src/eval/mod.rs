@@ -1,5 +1,6 @@
 //! `tellscan eval`: run the detector over a labelled set and measure it.
 
+pub mod by_source;
 pub mod metrics;
 pub mod scores;
 pub mod transform;
@@ -149,6 +150,12 @@ pub struct EvalSummary {
     pub modules: BTreeMap<String, ModuleEval>,
     /// The failures, `path: reason`.
     pub errors: Vec<String>,
+    /// One row per source (`--by-source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_source: Option<Vec<by_source::SourceRow>>,
+    /// AUC of each generated source against each real source (`--by-source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_auc: Option<Vec<by_source::SourceAuc>>,
 }
 
 /// Load, prepare and detect one labelled image.
@@ -258,6 +265,8 @@ pub fn summarise(rows: &[LabelRow], outcomes: &[Outcome]) -> EvalSummary {
         p95_ms: metrics::quantile(&times, 0.95),
         modules,
         errors,
+        by_source: None,
+        source_auc: None,
     }
 }
 
@@ -320,7 +329,9 @@ mod tests {
         assert_eq!(s.fpr_real, Some(0.5));
         assert_eq!(s.fpr_real_85, Some(0.25));
         assert_eq!(s.uncertain, Some(2.0 / 6.0));
+        assert_eq!(s.by_source, None);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["fpr_real_85"], 0.25);
+        assert!(json.get("by_source").is_none() && json.get("source_auc").is_none());
     }
 }
