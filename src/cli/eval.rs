@@ -19,6 +19,8 @@ pub struct Outputs<'a> {
     pub scores: Option<&'a Path>,
     /// Add the per-source rows and the AUC of each generated source against each real one.
     pub by_source: bool,
+    /// Draw the ROC curve, the score histograms and the reliability diagram into this folder.
+    pub plot: Option<&'a Path>,
 }
 
 /// Run the evaluation and print it as text or JSON.
@@ -35,6 +37,10 @@ pub fn run(
     bar.finish_and_clear();
     if let Some(path) = outputs.scores {
         eval::scores::write(path, &rows, &outcomes)?;
+    }
+    if let Some(dir) = outputs.plot {
+        let (scores, positive) = eval::fused_scores(&rows, &outcomes);
+        eval::plot::write_all(dir, &scores, &positive)?;
     }
     let mut summary = eval::summarise(&rows, &outcomes);
     if outputs.by_source {

@@ -101,6 +101,9 @@ pub enum Command {
         /// of each generated source against each real source.
         #[arg(long)]
         by_source: bool,
+        /// Draw roc.png, histogram.png and reliability.png of the fused score into this folder.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
     },
     /// Run the HTTP service (settings: config/default.toml, --config FILE, TELLSCAN_* variables).
     Serve {
@@ -220,10 +223,15 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 limits: cli.limits(),
             },
         ),
-        Command::Eval { labels, json, normalize, web, seed, perturb, scores, by_source } => eval::run(
+        Command::Eval { labels, json, normalize, web, seed, perturb, scores, by_source, plot } => eval::run(
             &cli.detector()?,
             labels,
-            eval::Outputs { json: *json, scores: scores.as_deref(), by_source: *by_source },
+            eval::Outputs {
+                json: *json,
+                scores: scores.as_deref(),
+                by_source: *by_source,
+                plot: plot.as_deref(),
+            },
             crate::eval::EvalOptions {
                 normalize: *normalize,
                 web: web.then_some(*seed),

@@ -2,6 +2,7 @@
 
 pub mod by_source;
 pub mod metrics;
+pub mod plot;
 pub mod scores;
 pub mod transform;
 
@@ -206,6 +207,17 @@ pub fn run(
             outcome
         })
         .collect()
+}
+
+/// The fused score of every scored image and whether it is AI (ai or partial), in row order.
+pub fn fused_scores(rows: &[LabelRow], outcomes: &[Outcome]) -> (Vec<f64>, Vec<bool>) {
+    rows.iter()
+        .zip(outcomes)
+        .filter_map(|(row, outcome)| match outcome {
+            Outcome::Scored(report, _, _) => Some((report.score, row.label.is_ai())),
+            _ => None,
+        })
+        .unzip()
 }
 
 /// Turn per-image outcomes into the summary figures.
