@@ -97,13 +97,29 @@ fn eval_prints_the_documented_json_fields() {
     let out = tellscan().arg("eval").arg(&labels).arg("--json").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for field in ["n", "auc", "ap", "accuracy", "fpr_real", "tpr_ai", "ece", "mean_ms", "p95_ms", "modules"] {
+    for field in [
+        "n",
+        "auc",
+        "ap",
+        "accuracy",
+        "fpr_real",
+        "tpr_ai",
+        "fpr_real_85",
+        "uncertain",
+        "ece",
+        "mean_ms",
+        "p95_ms",
+        "modules",
+    ] {
         assert!(v.get(field).is_some(), "missing {field} in {v}");
     }
+    // the per-source figures only when asked for
+    assert!(v.get("by_source").is_none() && v.get("source_auc").is_none(), "{v}");
     assert_eq!(v["n"], 4);
     // generator metadata against coherent camera EXIF: the raw files are separable
     assert_eq!(v["auc"], 1.0);
     assert_eq!(v["fpr_real"], 0.0);
+    assert_eq!(v["fpr_real_85"], 0.0);
     assert_eq!(v["tpr_ai"], 1.0);
     assert!(v["modules"]["metadata"]["auc"].as_f64().unwrap() > 0.99);
 
@@ -112,6 +128,150 @@ fn eval_prints_the_documented_json_fields() {
     // normalisation strips the metadata: the metadata module must abstain on every image
     assert_eq!(v["modules"]["metadata"]["abstain_rate"], 1.0);
     assert_eq!(v["n"].as_u64().unwrap() + v["skipped"].as_u64().unwrap(), 4);
+}
+
+/// A labels file of seven rows in a fresh folder: two generated sources, two real ones, and a
+/// file that does not decode.
+fn mixed_labels(dir: &std::path::Path) -> std::path::PathBuf {
+    let rows = [
+        (
+            "corpus/ai/comfyui/hypernetworks/hypernetwork_example_output.png",
+            "ai",
+            "comfyanonymous/ComfyUI_examples",
+        ),
+        ("corpus/ai/comfyui/sdturbo/sdxlturbo_example.png", "ai", "comfyanonymous/ComfyUI_examples"),
+        (
+            "corpus/ai/kolors/controlnet/outputs/Canny_dog.jpg",
+            "ai",
+            "Kwai-Kolors/Kolors@0123456789abcdef0123456789abcdef01234567",
+        ),
+        (
+            "corpus/real/metadata-extractor/jpg/FujiFilm FinePix1400Zoom (2).jpg",
+            "real",
+            "drewnoakes/metadata-extractor-images",
+        ),
+        (
+            "corpus/real/metadata-extractor/webp/HTC Desire.webp",
+            "real",
+            "drewnoakes/metadata-extractor-images",
+        ),
+        ("corpus/real/exif-samples/jpg/tests/11-tests.jpg", "real", "ianare/exif-samples"),
+    ];
+    let mut csv = String::from("path,label,generator,source,license\n");
+    for (i, (rel, label, source)) in rows.iter().enumerate() {
+        let name = format!("{i}.{}", rel.rsplit('.').next().unwrap());
+        std::fs::copy(common::shared(rel), dir.join(&name)).unwrap();
+        csv.push_str(&format!("{name},{label},x,{source},test\n"));
+    }
+    std::fs::write(dir.join("junk.jpg"), b"not an image").unwrap();
+    csv.push_str("junk.jpg,real,camera,ianare/exif-samples,test\n");
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    labels
+}
+
+#[test]
+fn eval_on_web_chains_writes_per_source_figures_scores_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = mixed_labels(dir.path());
+    let (scores, plots) = (dir.path().join("scores.csv"), dir.path().join("plots"));
+    let out = tellscan()
+        .arg("eval")
+        .arg(&labels)
+        .args(["--web", "--seed", "3", "--by-source", "--json", "--scores"])
+        .arg(&scores)
+        .arg("--plot")
+        .arg(&plots)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = v["n"].as_u64().unwrap();
+    assert_eq!(v["failed"], 1, "{v}");
+    assert_eq!(n + v["skipped"].as_u64().unwrap(), 6);
+    for field in ["fpr_real", "fpr_real_85", "uncertain", "tpr_ai"] {
+        let share = v[field].as_f64().unwrap_or_else(|| panic!("{field} in {v}"));
+        assert!((0.0..=1.0).contains(&share), "{field} = {share}");
+    }
+
+    // one row per source, the scored images adding up to n
+    let rows = v["by_source"].as_array().expect("by_source");
+    let sources: Vec<&str> = rows.iter().map(|r| r["source"].as_str().unwrap()).collect();
+    assert_eq!(sources.len(), 4, "{sources:?}");
+    assert_eq!(rows.iter().map(|r| r["n"].as_u64().unwrap()).sum::<u64>(), n);
+    assert_eq!(rows.iter().map(|r| r["failed"].as_u64().unwrap()).sum::<u64>(), 1);
+    for r in rows {
+        for field in ["share_60", "share_85", "uncertain"] {
+            let share = r[field].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&share), "{field} of {r}");
+        }
+        let mean = r["mean_score"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&mean), "{r}");
+    }
+    // one AUC per (generated source, real source) pair
+    let pairs: std::collections::BTreeSet<(&str, &str)> = v["source_auc"]
+        .as_array()
+        .expect("source_auc")
+        .iter()
+        .map(|p| {
+            assert!((0.0..=1.0).contains(&p["auc"].as_f64().unwrap()), "{p}");
+            (p["ai_source"].as_str().unwrap(), p["real_source"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(v["source_auc"].as_array().unwrap().len(), 4);
+    for ai in
+        ["comfyanonymous/ComfyUI_examples", "Kwai-Kolors/Kolors@0123456789abcdef0123456789abcdef01234567"]
+    {
+        for real in ["drewnoakes/metadata-extractor-images", "ianare/exif-samples"] {
+            assert!(pairs.contains(&(ai, real)), "{ai} vs {real} missing from {pairs:?}");
+        }
+    }
+
+    // the scores file: the documented columns, one row per labels row, the failure kept
+    let mut reader = csv::Reader::from_path(&scores).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header[..9],
+        ["path", "label", "source", "generator", "status", "score", "verdict", "uncertainty", "chain"]
+    );
+    assert_eq!(header.last().unwrap(), "flags");
+    assert!(
+        header.iter().any(|h| h == "ml_score") && header.iter().any(|h| h == "metadata_abstained"),
+        "{header:?}"
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 7);
+    for r in &records {
+        assert_eq!(r.len(), header.len());
+        if &r[0] == "junk.jpg" {
+            assert_eq!((&r[4], &r[5]), ("failed", ""));
+        } else {
+            assert_eq!(&r[4], "scored");
+            assert!(!r[8].is_empty(), "every image went through a web chain: {r:?}");
+        }
+    }
+
+    // three decodable PNGs of the documented sizes
+    for (name, size) in [
+        ("roc.png", tellscan::eval::plot::ROC_SIZE),
+        ("histogram.png", tellscan::eval::plot::HISTOGRAM_SIZE),
+        ("reliability.png", tellscan::eval::plot::RELIABILITY_SIZE),
+    ] {
+        let img = image::open(plots.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((img.width(), img.height()), size, "{name}");
+    }
+
+    // the same figures as a table: a row per source, the commit cut off the name
+    let out =
+        tellscan().arg("eval").arg(&labels).args(["--web", "--seed", "3", "--by-source"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    println!("{text}");
+    assert!(text.contains("at threshold 85: FPR(real)"), "{text}");
+    let table: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("source ")).take(5).collect();
+    assert_eq!(table.len(), 5, "{text}");
+    assert!(table[1..].iter().any(|l| l.starts_with("Kwai-Kolors/Kolors ")), "{text}");
+    assert!(!text.contains("0123456789abcdef"), "{text}");
+    assert!(text.contains("R2 = ianare/exif-samples (real 1)"), "{text}");
 }
 
 #[test]

@@ -97,6 +97,13 @@ pub enum Command {
         /// score and abstention, flags) to this file.
         #[arg(long, value_name = "FILE.csv")]
         scores: Option<PathBuf>,
+        /// Also give the figures of each source (the labels file's `source` column) and the AUC
+        /// of each generated source against each real source.
+        #[arg(long)]
+        by_source: bool,
+        /// Draw roc.png, histogram.png and reliability.png of the fused score into this folder.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
     },
     /// Run the HTTP service (settings: config/default.toml, --config FILE, TELLSCAN_* variables).
     Serve {
@@ -230,11 +237,15 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 limits: cli.limits(),
             },
         ),
-        Command::Eval { labels, json, normalize, web, seed, perturb, scores } => eval::run(
+        Command::Eval { labels, json, normalize, web, seed, perturb, scores, by_source, plot } => eval::run(
             &cli.detector()?,
             labels,
-            *json,
-            scores.as_deref(),
+            eval::Outputs {
+                json: *json,
+                scores: scores.as_deref(),
+                by_source: *by_source,
+                plot: plot.as_deref(),
+            },
             crate::eval::EvalOptions {
                 normalize: *normalize,
                 web: web.then_some(*seed),

@@ -1,6 +1,8 @@
 //! `tellscan eval`: run the detector over a labelled set and measure it.
 
+pub mod by_source;
 pub mod metrics;
+pub mod plot;
 pub mod scores;
 pub mod transform;
 
@@ -12,12 +14,15 @@ use anyhow::{bail, Context};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::forensics::{DecodeLimits, Detector, Report};
+use crate::forensics::{DecodeLimits, Detector, Report, Verdict};
 use crate::learn::web::{self, WebChain};
 use transform::Perturbations;
 
 /// The "Likely AI" threshold used for accuracy and false-positive rate.
 pub const DECISION_THRESHOLD: f64 = 60.0;
+
+/// The "AI generated" threshold: the verdict a user is most likely to act on.
+pub const STRONG_THRESHOLD: f64 = 85.0;
 
 /// Ground truth of one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -132,6 +137,10 @@ pub struct EvalSummary {
     pub fpr_real: Option<f64>,
     /// Share of AI images scored ≥ 60.
     pub tpr_ai: Option<f64>,
+    /// Share of real images scored ≥ 85 (verdict "AI generated").
+    pub fpr_real_85: Option<f64>,
+    /// Share of scored images whose verdict is "Uncertain" (40 ≤ score < 60).
+    pub uncertain: Option<f64>,
     /// Expected calibration error of score/100 (10 bins).
     pub ece: Option<f64>,
     /// Mean detection time per image.
@@ -142,6 +151,12 @@ pub struct EvalSummary {
     pub modules: BTreeMap<String, ModuleEval>,
     /// The failures, `path: reason`.
     pub errors: Vec<String>,
+    /// One row per source (`--by-source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_source: Option<Vec<by_source::SourceRow>>,
+    /// AUC of each generated source against each real source (`--by-source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_auc: Option<Vec<by_source::SourceAuc>>,
 }
 
 /// Load, prepare and detect one labelled image.
@@ -194,6 +209,17 @@ pub fn run(
         .collect()
 }
 
+/// The fused score of every scored image and whether it is AI (ai or partial), in row order.
+pub fn fused_scores(rows: &[LabelRow], outcomes: &[Outcome]) -> (Vec<f64>, Vec<bool>) {
+    rows.iter()
+        .zip(outcomes)
+        .filter_map(|(row, outcome)| match outcome {
+            Outcome::Scored(report, _, _) => Some((report.score, row.label.is_ai())),
+            _ => None,
+        })
+        .unzip()
+}
+
 /// Turn per-image outcomes into the summary figures.
 pub fn summarise(rows: &[LabelRow], outcomes: &[Outcome]) -> EvalSummary {
     let mut scored: Vec<(&LabelRow, &Report, f64)> = Vec::new();
@@ -244,10 +270,80 @@ pub fn summarise(rows: &[LabelRow], outcomes: &[Outcome]) -> EvalSummary {
         accuracy: share(&|i| flagged(i) == truth[i], &|_| true),
         fpr_real: share(&flagged, &|i| !truth[i]),
         tpr_ai: share(&flagged, &|i| truth[i]),
+        fpr_real_85: share(&|i| scores[i] >= STRONG_THRESHOLD, &|i| !truth[i]),
+        uncertain: share(&|i| scored[i].1.verdict == Verdict::Uncertain, &|_| true),
         ece: metrics::expected_calibration_error(&probabilities, &truth, 10),
         mean_ms: (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64),
         p95_ms: metrics::quantile(&times, 0.95),
         modules,
         errors,
+        by_source: None,
+        source_auc: None,
+    }
+}
+
+/// Reports to build outcomes from in unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::forensics::report::{FileMetadata, Hashes, ImageInfo};
+    use crate::forensics::{ImageFormat, Report, Verdict};
+
+    /// A report with this fused score (its verdict band) and nothing else.
+    pub fn report(score: f64) -> Report {
+        Report {
+            score,
+            verdict: Verdict::from_score(score),
+            presentation: String::new(),
+            confidence: 0.5,
+            uncertainty: 0.5,
+            explanations: vec![],
+            hashes: Hashes { sha256: String::new() },
+            modules: Default::default(),
+            generator: None,
+            model: None,
+            image: ImageInfo { format: ImageFormat::Png, width: 8, height: 8, bytes: 0 },
+            cached: false,
+            elapsed_ms: 0.0,
+            details: vec![],
+            regions: vec![],
+            file_metadata: FileMetadata::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn row(label: Label) -> LabelRow {
+        LabelRow {
+            path: PathBuf::from("x.png"),
+            label,
+            generator: String::new(),
+            source: "s".into(),
+            key: "x".into(),
+        }
+    }
+
+    #[test]
+    fn summary_counts_strong_false_positives_and_uncertain_verdicts() {
+        let labels =
+            [Label::Real, Label::Real, Label::Real, Label::Real, Label::Ai, Label::Partial, Label::Ai];
+        let scores = [10.0, 45.0, 70.0, 90.0, 50.0, 88.0, 99.0];
+        let rows: Vec<LabelRow> = labels.iter().map(|&l| row(l)).collect();
+        let mut outcomes: Vec<Outcome> =
+            scores.iter().map(|&s| Outcome::Scored(Box::new(test_support::report(s)), 1.0, None)).collect();
+        outcomes[6] = Outcome::Failed("gone".into());
+        let s = summarise(&rows, &outcomes);
+        assert_eq!((s.n, s.failed), (6, 1));
+        assert_eq!(s.fpr_real, Some(0.5));
+        assert_eq!(s.fpr_real_85, Some(0.25));
+        assert_eq!(s.uncertain, Some(2.0 / 6.0));
+        assert_eq!(s.by_source, None);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["fpr_real_85"], 0.25);
+        assert!(json.get("by_source").is_none() && json.get("source_auc").is_none());
     }
 }
