@@ -109,23 +109,26 @@ impl CalibrateOptions {
 pub struct FoldDetectors(Vec<(std::collections::HashSet<String>, Detector)>);
 
 impl FoldDetectors {
-    /// Read `DIR/fold-K.safetensors` and `DIR/fold-K.sources.txt` for every K present and build
-    /// one detector per fold from `config` with that fold's weights.
+    /// Read every `DIR/fold-K.safetensors` with its `DIR/fold-K.sources.txt` and build one
+    /// detector per fold from `config` with that fold's weights.
     pub fn load(dir: &Path, config: &DetectorConfig) -> anyhow::Result<Self> {
+        let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("fold-") && n.ends_with(".safetensors"))
+            .collect();
+        names.sort();
         let mut folds = Vec::new();
-        for k in 0.. {
-            let weights = dir.join(format!("fold-{k}.safetensors"));
-            let sources = dir.join(format!("fold-{k}.sources.txt"));
-            if !weights.exists() {
-                break;
-            }
+        for name in names {
+            let weights = dir.join(&name);
+            let sources = dir.join(name.replace(".safetensors", ".sources.txt"));
             let text = std::fs::read_to_string(&sources)
-                .with_context(|| format!("cannot read the sources of fold {k}: {}", sources.display()))?;
+                .with_context(|| format!("cannot read the sources of {name}: {}", sources.display()))?;
             let held_out = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
             let detector = Detector::new(&DetectorConfig { ml_weights: Some(weights), ..config.clone() })?;
             folds.push((held_out, detector));
         }
-        ensure!(!folds.is_empty(), "{} holds no fold-0.safetensors", dir.display());
+        ensure!(!folds.is_empty(), "{} holds no fold-K.safetensors", dir.display());
         Ok(Self(folds))
     }
 
