@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use tellscan::eval::read_labels;
-use tellscan::forensics::ml::train::{
+use tellscan::learn::train::{
     golden_input, load_examples, loss_ends, train, Example, TrainOptions, TrainRecord,
 };
 use tellscan::forensics::ml::{patches, MlModel, WeightsError, DEFAULT_WEIGHTS, INFERENCE_PATCHES};

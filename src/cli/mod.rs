@@ -128,7 +128,7 @@ pub enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
         /// Passes over the corpus.
-        #[arg(long, default_value_t = crate::forensics::ml::train::TrainOptions::default().epochs)]
+        #[arg(long, default_value_t = crate::learn::train::TrainOptions::default().epochs)]
         epochs: usize,
         /// Stop after this many optimisation steps.
         #[arg(long)]
@@ -234,7 +234,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             train::run(&train::TrainArgs {
                 labels: labels.clone(),
                 out: out.clone(),
-                options: crate::forensics::ml::train::TrainOptions {
+                options: crate::learn::train::TrainOptions {
                     seed: *seed,
                     epochs: *epochs,
                     max_steps: *max_steps,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::eval::read_labels;
-use crate::forensics::ml::train::{
+use crate::learn::train::{
     golden_input, group_folds, grouped_validation, load_examples, loss_ends, train, Example, TrainOptions,
     TrainRecord,
 };
@@ -99,7 +99,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
 
 fn write_validation(
     out: &mut impl Write,
-    v: &crate::forensics::ml::train::Validation,
+    v: &crate::learn::train::Validation,
     examples: &[Example],
 ) -> std::io::Result<()> {
     writeln!(

@@ -29,9 +29,9 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::net::{parameter_shapes, Net, CHANNELS, PATCH};
-use super::patches::{residual_patches, select};
-use super::MlModel;
+use crate::forensics::ml::net::{parameter_shapes, Net, CHANNELS, PATCH};
+use crate::forensics::ml::patches::{residual_patches, select};
+use crate::forensics::ml::MlModel;
 use crate::eval::metrics::roc_auc;
 use crate::eval::transform::{centre_crop, encode_jpeg, NORMALIZED_QUALITY, NORMALIZED_SIDE};
 use crate::eval::LabelRow;
@@ -470,7 +470,7 @@ fn auc_of(held: &[HeldOut]) -> Option<f64> {
 }
 
 /// A fixed input for checking that saved weights reproduce the training process's output:
-/// [`super::INFERENCE_PATCHES`] residual patches of a deterministic synthetic picture.
+/// [`crate::forensics::ml::INFERENCE_PATCHES`] residual patches of a deterministic synthetic picture.
 pub fn golden_input() -> RgbImage {
     RgbImage::from_fn(256, 192, |x, y| {
         let v = x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503).rotate_left(7);
