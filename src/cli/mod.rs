@@ -116,11 +116,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Train the `ml` module's network on a labels file (CPU, fixed seed) and save its weights.
+    /// Train the `ml` module's network on labels files (CPU, fixed seed) and save its weights.
     Train {
-        /// The labels file (`path,label,generator,source,license`).
-        #[arg(long)]
-        labels: PathBuf,
+        /// A labels file (`path,label,generator,source,license`); repeat it to train on several
+        /// corpora together.
+        #[arg(long, required = true)]
+        labels: Vec<PathBuf>,
         /// Where to write the weights; a record of the run goes beside it as `.json`.
         #[arg(long, default_value = crate::forensics::ml::DEFAULT_WEIGHTS)]
         out: PathBuf,
@@ -143,7 +144,11 @@ pub enum Command {
         /// Write the validation's held-out scores here (`path,score`), for `tellscan calibrate`.
         #[arg(long, value_name = "FILE", requires = "validate")]
         held_out: Option<PathBuf>,
-        /// Use only the first N rows of the labels file.
+        /// Write each validation fold's weights and held-out sources here:
+        /// `DIR/fold-{k}.safetensors` and `DIR/fold-{k}.sources.txt` (k from 1).
+        #[arg(long, value_name = "DIR", requires = "validate")]
+        fold_weights: Option<PathBuf>,
+        /// Use only the first N rows of each labels file.
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -230,22 +235,32 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         ),
         Command::Serve { addr, store } => serve::run(store, *addr),
         Command::Keys { store, command } => keys::run(store, command),
-        Command::Train { labels, out, seed, epochs, max_steps, no_synthetic, validate, held_out, limit } => {
-            train::run(&train::TrainArgs {
-                labels: labels.clone(),
-                out: out.clone(),
-                options: crate::learn::train::TrainOptions {
-                    seed: *seed,
-                    epochs: *epochs,
-                    max_steps: *max_steps,
-                    synthetic: !no_synthetic,
-                    ..Default::default()
-                },
-                validate: *validate,
-                held_out: held_out.clone(),
-                limit: *limit,
-            })
-        }
+        Command::Train {
+            labels,
+            out,
+            seed,
+            epochs,
+            max_steps,
+            no_synthetic,
+            validate,
+            held_out,
+            fold_weights,
+            limit,
+        } => train::run(&train::TrainArgs {
+            labels: labels.clone(),
+            out: out.clone(),
+            options: crate::learn::train::TrainOptions {
+                seed: *seed,
+                epochs: *epochs,
+                max_steps: *max_steps,
+                synthetic: !no_synthetic,
+                ..Default::default()
+            },
+            validate: *validate,
+            held_out: held_out.clone(),
+            fold_weights: fold_weights.clone(),
+            limit: *limit,
+        }),
         Command::Calibrate { labels, out, ml_oof, raw_only, normalized_only } => {
             // the fusion being fitted must not depend on an earlier fit
             let detector = Detector::new(&DetectorConfig { fusion: None, ..cli.detector_config() })?;
