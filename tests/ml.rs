@@ -6,11 +6,11 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use tellscan::eval::read_labels;
-use tellscan::forensics::ml::train::{
-    golden_input, load_examples, loss_ends, train, Example, TrainOptions, TrainRecord,
-};
 use tellscan::forensics::ml::{patches, MlModel, WeightsError, DEFAULT_WEIGHTS, INFERENCE_PATCHES};
 use tellscan::forensics::{Detector, DetectorConfig};
+use tellscan::learn::train::{
+    golden_input, load_examples, loss_ends, train, Example, TrainOptions, TrainRecord,
+};
 
 fn shipped() -> Vec<u8> {
     std::fs::read(DEFAULT_WEIGHTS).expect("the shipped weights are in weights/")

@@ -123,11 +123,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Train the `ml` module's network on a labels file (CPU, fixed seed) and save its weights.
+    /// Train the `ml` module's network on labels files (CPU, fixed seed) and save its weights.
     Train {
-        /// The labels file (`path,label,generator,source,license`).
-        #[arg(long)]
-        labels: PathBuf,
+        /// A labels file (`path,label,generator,source,license`); repeat it to train on several
+        /// corpora together.
+        #[arg(long, required = true)]
+        labels: Vec<PathBuf>,
         /// Where to write the weights; a record of the run goes beside it as `.json`.
         #[arg(long, default_value = crate::forensics::ml::DEFAULT_WEIGHTS)]
         out: PathBuf,
@@ -135,7 +136,7 @@ pub enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
         /// Passes over the corpus.
-        #[arg(long, default_value_t = crate::forensics::ml::train::TrainOptions::default().epochs)]
+        #[arg(long, default_value_t = crate::learn::train::TrainOptions::default().epochs)]
         epochs: usize,
         /// Stop after this many optimisation steps.
         #[arg(long)]
@@ -150,7 +151,11 @@ pub enum Command {
         /// Write the validation's held-out scores here (`path,score`), for `tellscan calibrate`.
         #[arg(long, value_name = "FILE", requires = "validate")]
         held_out: Option<PathBuf>,
-        /// Use only the first N rows of the labels file.
+        /// Write each validation fold's weights and held-out sources here:
+        /// `DIR/fold-{k}.safetensors` and `DIR/fold-{k}.sources.txt` (k from 1).
+        #[arg(long, value_name = "DIR", requires = "validate")]
+        fold_weights: Option<PathBuf>,
+        /// Use only the first N rows of each labels file.
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -255,22 +260,32 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         ),
         Command::Serve { addr, store } => serve::run(store, *addr),
         Command::Keys { store, command } => keys::run(store, command),
-        Command::Train { labels, out, seed, epochs, max_steps, no_synthetic, validate, held_out, limit } => {
-            train::run(&train::TrainArgs {
-                labels: labels.clone(),
-                out: out.clone(),
-                options: crate::forensics::ml::train::TrainOptions {
-                    seed: *seed,
-                    epochs: *epochs,
-                    max_steps: *max_steps,
-                    synthetic: !no_synthetic,
-                    ..Default::default()
-                },
-                validate: *validate,
-                held_out: held_out.clone(),
-                limit: *limit,
-            })
-        }
+        Command::Train {
+            labels,
+            out,
+            seed,
+            epochs,
+            max_steps,
+            no_synthetic,
+            validate,
+            held_out,
+            fold_weights,
+            limit,
+        } => train::run(&train::TrainArgs {
+            labels: labels.clone(),
+            out: out.clone(),
+            options: crate::learn::train::TrainOptions {
+                seed: *seed,
+                epochs: *epochs,
+                max_steps: *max_steps,
+                synthetic: !no_synthetic,
+                ..Default::default()
+            },
+            validate: *validate,
+            held_out: held_out.clone(),
+            fold_weights: fold_weights.clone(),
+            limit: *limit,
+        }),
         Command::Calibrate {
             labels,
             out,

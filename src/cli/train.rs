@@ -1,24 +1,26 @@
-//! `tellscan train`: fit the `ml` module's network on a labels file and save its weights,
-//! with a record of how (options, loss, grouped validation, a golden output) beside them.
+//! `tellscan train`: fit the `ml` module's network on one or more labels files and save its
+//! weights, with a record of how (options, loss, grouped validation, a golden output) beside
+//! them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::eval::read_labels;
-use crate::forensics::ml::train::{
-    golden_input, group_folds, grouped_validation, load_examples, loss_ends, train, Example, TrainOptions,
-    TrainRecord,
-};
 use crate::forensics::ml::{patches, INFERENCE_PATCHES};
+use crate::learn::train::{
+    golden_input, group_folds, grouped_validation, load_examples, loss_ends, train, Example, TrainOptions,
+    TrainRecord, VALIDATION_WEB_SEED,
+};
 
 /// What `tellscan train` was asked to do.
 #[derive(Debug, Clone)]
 pub struct TrainArgs {
-    /// The labels file.
-    pub labels: PathBuf,
+    /// The labels files (their images are pooled; sources are the validation groups).
+    pub labels: Vec<PathBuf>,
     /// Where to write the weights (`.safetensors`); the record goes beside it as `.json`.
     pub out: PathBuf,
     /// Training options.
@@ -27,33 +29,45 @@ pub struct TrainArgs {
     pub validate: Option<usize>,
     /// Write the held-out scores of the validation here (`path,score`), for `tellscan calibrate`.
     pub held_out: Option<PathBuf>,
-    /// Use only the first N rows of the labels file (for quick trials).
+    /// Write each fold's weights and held-out sources into this folder.
+    pub fold_weights: Option<PathBuf>,
+    /// Use only the first N rows of each labels file (for quick trials).
     pub limit: Option<usize>,
 }
 
 /// Run `tellscan train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
-    let mut rows = read_labels(&args.labels)?;
-    if let Some(limit) = args.limit {
-        rows.truncate(limit);
+    let started = Instant::now();
+    let mut examples = Vec::new();
+    let mut row_count = 0;
+    for labels in &args.labels {
+        let mut rows = read_labels(labels)?;
+        if let Some(limit) = args.limit {
+            rows.truncate(limit);
+        }
+        row_count += rows.len();
+        examples.extend(load_examples(&rows, labels.parent().unwrap_or(Path::new("."))));
     }
-    let base = args.labels.parent().unwrap_or(Path::new("."));
-    let examples = load_examples(&rows, base);
     let positives = examples.iter().filter(|e| e.positive).count();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} images decoded ({} generated, {} real; {} skipped); seed {}",
+        "{} images decoded ({} generated, {} real; {} skipped) in {:.1} s; seed {}",
         examples.len(),
         positives,
         examples.len() - positives,
-        rows.len() - examples.len(),
+        row_count - examples.len(),
+        started.elapsed().as_secs_f64(),
         args.options.seed
     )?;
     let validation = if let Some(folds) = args.validate {
         let folds = group_folds(&examples, folds);
-        let v = grouped_validation(&examples, &args.options, &folds)?;
+        let v = grouped_validation(&examples, &args.options, &folds, args.fold_weights.as_deref())?;
         write_validation(&mut out, &v, &examples)?;
+        writeln!(out, "validation done at {:.0} s", started.elapsed().as_secs_f64())?;
+        if let Some(dir) = &args.fold_weights {
+            writeln!(out, "fold weights and held-out sources written to {}", dir.display())?;
+        }
         if let Some(path) = &args.held_out {
             let mut csv = String::from("path,score\n");
             for h in &v.held_out {
@@ -76,6 +90,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
     trained.varmap.save(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     let record = TrainRecord {
+        labels: args.labels.iter().map(|p| p.display().to_string()).collect(),
         options: args.options.clone(),
         examples: (positives, examples.len() - positives),
         steps: trained.losses.len(),
@@ -89,8 +104,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write {}", record_path.display()))?;
     writeln!(
         out,
-        "trained {} steps: loss {loss_start:.4} → {loss_end:.4}; weights {}, record {}",
+        "trained {} steps: loss {loss_start:.4} → {loss_end:.4} ({:.0} s in all); weights {}, record {}",
         record.steps,
+        started.elapsed().as_secs_f64(),
         args.out.display(),
         record_path.display()
     )?;
@@ -99,32 +115,43 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
 
 fn write_validation(
     out: &mut impl Write,
-    v: &crate::forensics::ml::train::Validation,
+    v: &crate::learn::train::Validation,
     examples: &[Example],
 ) -> std::io::Result<()> {
+    let show = |auc: Option<f64>| auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
     writeln!(
         out,
-        "grouped validation, whole sources held out (held-out images normalised: 512 crop, JPEG q90)"
+        "grouped validation, whole sources held out (held-out images after the web chain of \
+         `eval --web --seed {VALIDATION_WEB_SEED}`; in brackets: normalised, 512 crop, JPEG q90)"
     )?;
-    for (fold, auc) in v.folds.iter().zip(&v.fold_auc) {
-        let auc = auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
-        writeln!(out, "  fold AUC {auc}: {}", fold.join(", "))?;
+    for (k, (fold, auc)) in v.folds.iter().zip(&v.fold_auc).enumerate() {
+        let normalised = v.fold_auc_normalised.get(k).copied().flatten();
+        writeln!(out, "  fold {} AUC {} ({}): {}", k + 1, show(*auc), show(normalised), fold.join(", "))?;
         for group in fold {
             let held: Vec<_> = v.held_out.iter().filter(|h| &h.group == group).collect();
             let mean = held.iter().map(|h| h.score).sum::<f64>() / held.len().max(1) as f64;
+            let normalised: Vec<f64> = held.iter().filter_map(|h| h.normalised_score).collect();
+            let mean_normalised = normalised.iter().sum::<f64>() / normalised.len().max(1) as f64;
             let flagged = held.iter().filter(|h| h.score >= 0.5).count();
-            let class = if examples.iter().any(|e| &e.group == group && e.positive) { "ai" } else { "real" };
+            let of = |positive: bool| examples.iter().any(|e| &e.group == group && e.positive == positive);
+            let class = match (of(true), of(false)) {
+                (true, true) => "both",
+                (true, false) => "ai",
+                _ => "real",
+            };
             writeln!(
                 out,
-                "    {group:<40} {class:<4} n={:<3} mean score {mean:.3}  ≥0.5: {flagged}",
+                "    {group:<40} {class:<4} n={:<3} mean score {mean:.3} ({mean_normalised:.3})  ≥0.5: {flagged}",
                 held.len()
             )?;
         }
     }
-    let auc = v.auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
     writeln!(
         out,
-        "  pooled AUC {auc}  TPR(ai) {:.3}  FPR(real) {:.3} at 0.5",
-        v.true_positive_rate, v.false_positive_rate
+        "  pooled AUC {} ({})  TPR(ai) {:.3}  FPR(real) {:.3} at 0.5",
+        show(v.auc),
+        show(v.auc_normalised),
+        v.true_positive_rate,
+        v.false_positive_rate
     )
 }

@@ -2,12 +2,11 @@
 //! resolution, its score the probability from the mean logit of the patches.
 //!
 //! The weights (`weights/detector.safetensors`) are trained by `tellscan train`
-//! ([`train`]) and loaded once at start-up; a missing file or one that does not match the
+//! (`crate::learn::train`, which this module knows nothing of) and loaded once at start-up; a missing file or one that does not match the
 //! architecture is an error that says which, never a silent fallback.
 
 pub mod net;
 pub mod patches;
-pub mod train;
 
 use std::path::{Path, PathBuf};
 

@@ -1,11 +1,14 @@
 //! Training the `ml` module's network on a labelled corpus, on the CPU, from a fixed seed.
 //!
-//! The corpus is small and biased (generated images are PNG renders, real ones camera JPEGs),
-//! so the pixels are normalised before the network sees them, identically for both classes:
-//! metadata is gone (only decoded pixels are used), every sample is a crop of 192-640 px at
-//! native resolution on the 8×8 grid, optionally down-scaled, flipped, and re-encoded as JPEG
-//! at a random quality. Generated images also get a prior JPEG compression at random quality
-//! most of the time, as a camera's file has, so "compressed twice" is no shortcut.
+//! The corpora are biased (generated images are mostly PNG renders and grid cells, real ones
+//! camera or web JPEGs), so every sample, of both classes alike, goes through a web chain
+//! ([`crate::learn::web`]) drawn anew for each (epoch, sample) from the seed: only decoded
+//! pixels are used (no metadata), the window is downscaled by the chain's factor with its
+//! filter and re-encoded (JPEG, WebP or PNG, sometimes twice), so that format, size, metadata
+//! and processing cannot carry the label. To keep it cheap the chain is drawn for the whole
+//! window but applied to a crop just large enough to give 192-640 px after its downscale.
+//! Generated images also get a prior JPEG compression at random quality most of the time
+//! before the chain, as a camera's file has, so "compressed twice" is no shortcut.
 //!
 //! Real photos are used twice: as themselves (negative), and passed through an up-sampling
 //! decoder (nearest, bilinear, or a transposed convolution with a random kernel, as
@@ -14,8 +17,10 @@
 //! GAN Fake Images", 2019).
 //!
 //! Validation is grouped: [`grouped_validation`] holds out whole sources (a fold is a set of
-//! sources of both classes, [`group_folds`]), trains on the rest, and scores the held-out
-//! images as `tellscan eval --normalize` prepares them. Never a random image split.
+//! sources of both classes with about as many images as the others, [`group_folds`]), trains
+//! on the rest, and scores the held-out images after the web chain that `tellscan eval --web`
+//! draws for them (and, for comparison, as `tellscan eval --normalize` prepares them). Never a
+//! random image split.
 
 use std::path::Path;
 
@@ -29,18 +34,23 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::net::{parameter_shapes, Net, CHANNELS, PATCH};
-use super::patches::{residual_patches, select};
-use super::MlModel;
 use crate::eval::metrics::roc_auc;
 use crate::eval::transform::{centre_crop, encode_jpeg, NORMALIZED_QUALITY, NORMALIZED_SIDE};
 use crate::eval::LabelRow;
 use crate::forensics::decode::{decode, DecodeLimits};
+use crate::forensics::ml::net::{parameter_shapes, Net, CHANNELS, PATCH};
+use crate::forensics::ml::patches::{residual_patches, select};
+use crate::forensics::ml::MlModel;
+use crate::learn::web::{rng_for, Filter, Step, WebChain};
 
 /// Largest side kept of a training image (a centred window, like the pixel modules' window).
 const MAX_SIDE: u32 = 2048;
-/// Crop sides drawn for training samples.
+/// Sides of a training sample after its web chain (the crop before it is larger by the chain's
+/// downscale factor).
 const CROP_SIDES: (u32, u32) = (192, 640);
+/// Seed of the web chains the held-out images go through: `tellscan eval --web`'s default, so
+/// each held-out image gets the chain `eval --web` gives it.
+pub const VALIDATION_WEB_SEED: u64 = 1;
 
 /// How to train.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,7 +99,8 @@ pub struct Example {
 }
 
 /// Decode the rows of a labels file (paths already resolved against `base`); rows that do not
-/// decode are reported and skipped.
+/// decode are reported and skipped. An example's path is the row's path as written in the
+/// labels file when known (the key of its web chain), else relative to `base`.
 pub fn load_examples(rows: &[LabelRow], base: &Path) -> Vec<Example> {
     let limits = DecodeLimits::default();
     rows.par_iter()
@@ -109,7 +120,11 @@ pub fn load_examples(rows: &[LabelRow], base: &Path) -> Vec<Example> {
                 }
             };
             let pixels = window(image.rgb);
-            let path = row.path.strip_prefix(base).unwrap_or(&row.path).to_string_lossy().into_owned();
+            let path = if row.key.is_empty() {
+                row.path.strip_prefix(base).unwrap_or(&row.path).to_string_lossy().into_owned()
+            } else {
+                row.key.clone()
+            };
             Some(Example { path, positive: row.label.is_ai(), group: row.source.clone(), pixels })
         })
         .collect()
@@ -254,10 +269,19 @@ fn epoch_patches(examples: &[&Example], options: &TrainOptions, epoch: usize) ->
     (patches, labels)
 }
 
-/// One training sample from an image (see the module documentation).
+/// One training sample from an image (see the module documentation): a web chain drawn for
+/// the whole image, applied to a crop that its downscale brings to 192-640 px. Generated
+/// images may first get a JPEG compression; `synthetic` samples are up-sampled like a
+/// generator's output before the chain, as a generator's decoder runs before a platform's
+/// processing.
 pub fn augment(pixels: &RgbImage, positive: bool, synthetic: bool, rng: &mut StdRng) -> RgbImage {
     let (w, h) = pixels.dimensions();
-    let side = rng.random_range(CROP_SIDES.0..=CROP_SIDES.1).min(w).min(h);
+    let chain = WebChain::draw(rng, w, h);
+    let (factor, filter) = downscale_of(&chain, w);
+    let out_side = rng.random_range(CROP_SIDES.0..=CROP_SIDES.1);
+    let side = ((f64::from(out_side) / factor).round() as u32).min(w).min(h);
+    // on the 8×8 grid, so a source's own JPEG blocks stay aligned
+    let side = if side >= 8 { side / 8 * 8 } else { side };
     let x = rng.random_range(0..=(w - side) / 8) * 8;
     let y = rng.random_range(0..=(h - side) / 8) * 8;
     let mut image = imageops::crop_imm(pixels, x, y, side, side).to_image();
@@ -267,25 +291,57 @@ pub fn augment(pixels: &RgbImage, positive: bool, synthetic: bool, rng: &mut Std
     if synthetic {
         image = upsampled_like_a_generator(&image, rng);
     }
-    if rng.random_bool(0.25) {
-        let f = rng.random_range(0.5..0.9);
-        let filter = [
-            imageops::FilterType::Triangle,
-            imageops::FilterType::CatmullRom,
-            imageops::FilterType::Lanczos3,
-        ][rng.random_range(0..3)];
-        let (nw, nh) = ((image.width() as f64 * f) as u32, (image.height() as f64 * f) as u32);
-        if nw >= PATCH as u32 && nh >= PATCH as u32 {
-            image = imageops::resize(&image, nw, nh, filter);
-        }
-    }
     if rng.random_bool(0.5) {
         imageops::flip_horizontal_in_place(&mut image);
     }
-    if rng.random_bool(0.85) {
-        image = jpeg_round_trip(&image, rng.random_range(70..=98));
+    let on_crop = chain_for_crop(&chain, image.width(), image.height(), factor, filter);
+    match on_crop.apply(&image, &DecodeLimits::default()) {
+        Ok(processed) => processed.rgb,
+        Err(e) => {
+            tracing::warn!("web chain {on_crop} failed on a {side} px crop: {e}");
+            image
+        }
     }
-    image
+}
+
+/// The downscale factor of a chain drawn for an image `width` px wide (1 when it does not
+/// resize), and its filter.
+fn downscale_of(chain: &WebChain, width: u32) -> (f64, Option<Filter>) {
+    let mut w = width;
+    for step in &chain.steps {
+        match *step {
+            Step::Crop { width, .. } => w = width,
+            Step::Resize { width, filter, .. } => {
+                return ((f64::from(width) / f64::from(w.max(1))).clamp(0.01, 1.0), Some(filter))
+            }
+            Step::Encode(_) => {}
+        }
+    }
+    (1.0, None)
+}
+
+/// The chain as it acts on a crop of `width`×`height`: no crop of its own, the same downscale
+/// factor and filter (never below one patch unless the crop already is), the same encodings.
+fn chain_for_crop(
+    chain: &WebChain,
+    width: u32,
+    height: u32,
+    factor: f64,
+    filter: Option<Filter>,
+) -> WebChain {
+    let mut steps = Vec::new();
+    if let Some(filter) = filter {
+        let short = width.min(height);
+        let floor = f64::from((PATCH as u32).min(short)) / f64::from(short.max(1));
+        let factor = factor.max(floor);
+        if factor < 0.999 {
+            let nw = ((f64::from(width) * factor).round() as u32).max(1);
+            let nh = ((f64::from(height) * factor).round() as u32).max(1);
+            steps.push(Step::Resize { width: nw, height: nh, filter });
+        }
+    }
+    steps.extend(chain.steps.iter().filter(|s| matches!(s, Step::Encode(_))).copied());
+    WebChain { steps }
 }
 
 /// Encode as JPEG at `quality` and decode again.
@@ -375,8 +431,15 @@ pub struct HeldOut {
     pub group: String,
     /// Its label.
     pub positive: bool,
-    /// Probability of "generated" from the model that did not see its group.
+    /// Probability of "generated" from the model that did not see its group, on the image after
+    /// its web chain ([`VALIDATION_WEB_SEED`]).
     pub score: f64,
+    /// The same model's probability on the image as `tellscan eval --normalize` prepares it.
+    #[serde(default)]
+    pub normalised_score: Option<f64>,
+    /// The web chain the image went through.
+    #[serde(default)]
+    pub chain: String,
 }
 
 /// The outcome of a grouped validation.
@@ -384,34 +447,51 @@ pub struct HeldOut {
 pub struct Validation {
     /// The groups held out together in each fold.
     pub folds: Vec<Vec<String>>,
-    /// ROC AUC within each fold (both classes are in every fold when the groups allow).
+    /// ROC AUC within each fold (both classes are in every fold when the groups allow), under
+    /// the web chain.
     pub fold_auc: Vec<Option<f64>>,
+    /// ROC AUC within each fold on normalised images (512 crop, JPEG q90).
+    #[serde(default)]
+    pub fold_auc_normalised: Vec<Option<f64>>,
     /// Every held-out prediction.
     pub held_out: Vec<HeldOut>,
-    /// ROC AUC over all held-out predictions pooled (mixes the folds' models).
+    /// ROC AUC over all held-out predictions pooled (mixes the folds' models), under the web
+    /// chain.
     pub auc: Option<f64>,
+    /// The same on normalised images.
+    #[serde(default)]
+    pub auc_normalised: Option<f64>,
     /// Share of real images scored ≥ 0.5.
     pub false_positive_rate: f64,
     /// Share of generated images scored ≥ 0.5.
     pub true_positive_rate: f64,
 }
 
-/// Assign whole groups to `folds` folds so that each fold gets groups of both classes when it
-/// can: the groups of each class, largest first, are dealt to the folds in turn.
+/// Assign whole groups to `folds` folds so that every fold holds groups of both classes and
+/// about as many images of each class as the others: each group counts for its majority class;
+/// the groups of each class, largest first, go to the fold that has the fewest images of that
+/// class so far (greedy longest-first balancing).
 pub fn group_folds(examples: &[Example], folds: usize) -> Vec<Vec<String>> {
+    use std::collections::BTreeMap;
     let folds = folds.max(2);
+    let mut counts: BTreeMap<&str, [usize; 2]> = BTreeMap::new();
+    for e in examples {
+        counts.entry(e.group.as_str()).or_default()[usize::from(e.positive)] += 1;
+    }
     let mut out = vec![Vec::new(); folds];
-    for positive in [true, false] {
-        let mut sizes: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-        for e in examples.iter().filter(|e| e.positive == positive) {
-            *sizes.entry(e.group.as_str()).or_default() += 1;
-        }
-        let mut groups: Vec<(&str, usize)> = sizes.into_iter().collect();
-        groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        for (i, (group, _)) in groups.into_iter().enumerate() {
-            if !out.iter().any(|f| f.iter().any(|g| g == group)) {
-                out[i % folds].push(group.to_string());
-            }
+    let mut load = vec![[0usize; 2]; folds];
+    for class in [1usize, 0] {
+        let mut groups: Vec<(&str, [usize; 2])> = counts
+            .iter()
+            .filter(|(_, c)| usize::from(c[1] >= c[0]) == class)
+            .map(|(g, c)| (*g, *c))
+            .collect();
+        groups.sort_by(|a, b| b.1[class].cmp(&a.1[class]).then(a.0.cmp(b.0)));
+        for (group, c) in groups {
+            let k = (0..folds).min_by_key(|&k| (load[k][class], load[k][0] + load[k][1], k)).unwrap_or(0);
+            out[k].push(group.to_string());
+            load[k][0] += c[0];
+            load[k][1] += c[1];
         }
     }
     out.retain(|f| !f.is_empty());
@@ -419,34 +499,38 @@ pub fn group_folds(examples: &[Example], folds: usize) -> Vec<Vec<String>> {
 }
 
 /// Hold out each fold's groups in turn: train on the other groups, score the held-out images
-/// as `tellscan eval --normalize` prepares them.
+/// after their web chain (and normalised). With `fold_weights`, fold k's weights (k from 1)
+/// go to `DIR/fold-{k}.safetensors` and its held-out sources, one a line, to
+/// `DIR/fold-{k}.sources.txt`, as soon as that fold is trained.
 pub fn grouped_validation(
     examples: &[Example],
     options: &TrainOptions,
     folds: &[Vec<String>],
+    fold_weights: Option<&Path>,
 ) -> anyhow::Result<Validation> {
+    if let Some(dir) = fold_weights {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut held_out = Vec::new();
     let mut fold_auc = Vec::new();
-    for fold in folds {
+    let mut fold_auc_normalised = Vec::new();
+    for (k, fold) in folds.iter().enumerate() {
         let held = |e: &Example| fold.contains(&e.group);
         let training: Vec<&Example> = examples.iter().filter(|e| !held(e)).collect();
         let testing: Vec<&Example> = examples.iter().filter(|e| held(e)).collect();
         tracing::info!(?fold, train = training.len(), test = testing.len(), "fold");
-        let model = train(&training, options)?.model();
-        let scores: Vec<Option<f64>> =
-            testing.par_iter().map(|e| model.score(&normalised(&e.pixels))).collect();
-        let mut this_fold = Vec::new();
-        for (e, score) in testing.iter().zip(scores) {
-            if let Some(score) = score {
-                this_fold.push(HeldOut {
-                    path: e.path.clone(),
-                    group: e.group.clone(),
-                    positive: e.positive,
-                    score,
-                });
-            }
+        let trained = train(&training, options)?;
+        if let Some(dir) = fold_weights {
+            let weights = dir.join(format!("fold-{}.safetensors", k + 1));
+            trained.varmap.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
+            let sources = dir.join(format!("fold-{}.sources.txt", k + 1));
+            std::fs::write(&sources, fold.iter().map(|g| format!("{g}\n")).collect::<String>())
+                .with_context(|| format!("cannot write {}", sources.display()))?;
         }
-        fold_auc.push(auc_of(&this_fold));
+        let model = trained.model();
+        let this_fold: Vec<HeldOut> = testing.par_iter().filter_map(|e| held_out_score(&model, e)).collect();
+        fold_auc.push(auc_of(&this_fold, |h| Some(h.score)));
+        fold_auc_normalised.push(auc_of(&this_fold, |h| h.normalised_score));
         held_out.extend(this_fold);
     }
     let rate = |positive: bool| {
@@ -456,21 +540,47 @@ pub fn grouped_validation(
     Ok(Validation {
         folds: folds.to_vec(),
         fold_auc,
-        auc: auc_of(&held_out),
+        fold_auc_normalised,
+        auc: auc_of(&held_out, |h| Some(h.score)),
+        auc_normalised: auc_of(&held_out, |h| h.normalised_score),
         false_positive_rate: rate(false),
         true_positive_rate: rate(true),
         held_out,
     })
 }
 
-fn auc_of(held: &[HeldOut]) -> Option<f64> {
-    let scores: Vec<f64> = held.iter().map(|h| h.score).collect();
-    let labels: Vec<bool> = held.iter().map(|h| h.positive).collect();
+/// Score one held-out image after the web chain `tellscan eval --web` draws for it (applied to
+/// the example's window), and normalised; `None` when the chain fails or it is too small.
+pub fn held_out_score(model: &MlModel, e: &Example) -> Option<HeldOut> {
+    let chain =
+        WebChain::draw(&mut rng_for(VALIDATION_WEB_SEED, &e.path), e.pixels.width(), e.pixels.height());
+    let processed = match chain.apply(&e.pixels, &DecodeLimits::default()) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::warn!("{}: web chain {chain} failed: {err}", e.path);
+            return None;
+        }
+    };
+    let score = model.score(&processed.rgb)?;
+    Some(HeldOut {
+        path: e.path.clone(),
+        group: e.group.clone(),
+        positive: e.positive,
+        score,
+        normalised_score: model.score(&normalised(&e.pixels)),
+        chain: chain.to_string(),
+    })
+}
+
+/// ROC AUC of the scores `score` picks (images without one left out).
+pub fn auc_of(held: &[HeldOut], score: impl Fn(&HeldOut) -> Option<f64>) -> Option<f64> {
+    let (scores, labels): (Vec<f64>, Vec<bool>) =
+        held.iter().filter_map(|h| score(h).map(|s| (s, h.positive))).unzip();
     roc_auc(&scores, &labels)
 }
 
 /// A fixed input for checking that saved weights reproduce the training process's output:
-/// [`super::INFERENCE_PATCHES`] residual patches of a deterministic synthetic picture.
+/// [`crate::forensics::ml::INFERENCE_PATCHES`] residual patches of a deterministic synthetic picture.
 pub fn golden_input() -> RgbImage {
     RgbImage::from_fn(256, 192, |x, y| {
         let v = x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503).rotate_left(7);
@@ -481,6 +591,9 @@ pub fn golden_input() -> RgbImage {
 /// What training records next to the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainRecord {
+    /// The labels files trained on, as given.
+    #[serde(default)]
+    pub labels: Vec<String>,
     /// The options used.
     pub options: TrainOptions,
     /// Examples by class: generated, real (real ones also made the synthetic positives).
@@ -502,4 +615,96 @@ pub fn loss_ends(losses: &[f32], n: usize) -> (f32, f32) {
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
     let n = n.min(losses.len());
     (mean(&losses[..n]), mean(&losses[losses.len() - n..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(group: &str, positive: bool, side: u32) -> Example {
+        Example {
+            path: format!("{group}/{side}.png"),
+            positive,
+            group: group.to_string(),
+            pixels: RgbImage::from_fn(side, side, |x, y| {
+                let v = x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503);
+                image::Rgb([(v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8])
+            }),
+        }
+    }
+
+    #[test]
+    fn folds_hold_both_classes_and_about_equal_counts() {
+        // one real source as large as all the others together, as clothing-dataset is
+        let mut examples = Vec::new();
+        for (group, positive, n) in [
+            ("big-real", false, 26),
+            ("real-a", false, 6),
+            ("real-b", false, 5),
+            ("real-c", false, 3),
+            ("real-d", false, 2),
+            ("ai-a", true, 6),
+            ("ai-b", true, 5),
+            ("ai-c", true, 5),
+            ("ai-d", true, 4),
+            ("mixed", true, 3),
+            ("mixed", false, 1),
+        ] {
+            examples.extend((0..n).map(|i| example(group, positive, 64 + i)));
+        }
+        let folds = group_folds(&examples, 2);
+        assert_eq!(folds.len(), 2);
+        let count = |fold: &[String], positive: bool| {
+            examples.iter().filter(|e| e.positive == positive && fold.contains(&e.group)).count()
+        };
+        for fold in &folds {
+            assert!(count(fold, true) > 0 && count(fold, false) > 0, "{folds:?}");
+        }
+        // generated: 23 images in 5 groups dealt 13 / 10; the large real source alone against the
+        // other 17 real images
+        let ai: Vec<usize> = folds.iter().map(|f| count(f, true)).collect();
+        assert!(ai.iter().max().unwrap() - ai.iter().min().unwrap() <= 3, "{ai:?}");
+        assert_eq!(folds[1], ["ai-b", "ai-c", "big-real"], "{folds:?}");
+        // every group in exactly one fold
+        let mut all: Vec<&String> = folds.iter().flatten().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 10);
+    }
+
+    #[test]
+    fn augmented_samples_hold_patches_and_are_reproducible() {
+        for side in [80, 300, 1500] {
+            let e = example("g", true, side);
+            for sample in 0..12u64 {
+                for synthetic in [false, true] {
+                    let mut rng = StdRng::seed_from_u64(mix(7, 0, sample));
+                    let a = augment(&e.pixels, e.positive, synthetic, &mut rng);
+                    let (w, h) = a.dimensions();
+                    assert!(w >= PATCH as u32 && h >= PATCH as u32, "{side}: {w}x{h}");
+                    assert!(w <= CROP_SIDES.1 + 8 && h <= CROP_SIDES.1 + 8, "{side}: {w}x{h}");
+                    let mut rng = StdRng::seed_from_u64(mix(7, 0, sample));
+                    assert_eq!(a, augment(&e.pixels, e.positive, synthetic, &mut rng));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_chain_on_a_crop_keeps_the_factor_filter_and_encodings() {
+        let chain = WebChain {
+            steps: vec![
+                Step::Crop { x: 0, y: 0, width: 1000, height: 800 },
+                Step::Resize { width: 500, height: 400, filter: Filter::Lanczos },
+                Step::Encode(crate::learn::web::Encoding::Png),
+            ],
+        };
+        let (factor, filter) = downscale_of(&chain, 2000);
+        assert!((factor - 0.5).abs() < 1e-9 && filter == Some(Filter::Lanczos));
+        let on_crop = chain_for_crop(&chain, 640, 640, factor, filter);
+        assert_eq!(on_crop.to_string(), "resize 320x320 lanczos; png");
+        // never below one patch
+        let on_small = chain_for_crop(&chain, 96, 96, 0.25, filter);
+        assert_eq!(on_small.to_string(), "resize 64x64 lanczos; png");
+    }
 }
