@@ -452,23 +452,24 @@ fn write_report(
         writeln!(
             out,
             "  {:<44} {:>5} {:>10} {:>5} {:>6.1} {:>6.3} {:>6.3} {:>6.3}",
-            short_source(source),
+            eval::by_source::short_name(source),
             if positive { "ai" } else { "real" },
             condition,
             scores.len(),
             scores.iter().sum::<f64>() / scores.len() as f64,
-            share(&|v| v >= 60.0),
-            share(&|v| v >= 85.0),
-            share(&|v| (40.0..60.0).contains(&v)),
+            share(&|v| v >= eval::DECISION_THRESHOLD),
+            share(&|v| v >= eval::STRONG_THRESHOLD),
+            share(&|v| (40.0..eval::DECISION_THRESHOLD).contains(&v)),
         )?;
     }
     Ok(())
 }
 
-/// `owner/repo@<commit>` → `owner/repo`; other names unchanged.
-fn short_source(source: &str) -> &str {
-    source.split('@').next().unwrap_or(source)
-}
+/// The band edges on the 0-1 scale of the nested scores (a hair below, so that a score that
+/// rounds onto an edge counts as the report's verdict does).
+const LIKELY_AI: f64 = eval::DECISION_THRESHOLD / 100.0 - 1e-9;
+const AI_GENERATED: f64 = eval::STRONG_THRESHOLD / 100.0 - 1e-9;
+const UNCERTAIN: f64 = 0.4 - 1e-9;
 
 /// The figures of a set of (score 0-1, is AI) pairs at the verdict bands.
 struct BandFigures {
@@ -494,11 +495,11 @@ impl BandFigures {
         };
         Self {
             auc: roc_auc(&scores, &truth),
-            fpr_60: share(Some(false), &|v| v >= 0.6 - 1e-9),
-            fpr_85: share(Some(false), &|v| v >= 0.85 - 1e-9),
-            tpr_60: share(Some(true), &|v| v >= 0.6 - 1e-9),
+            fpr_60: share(Some(false), &|v| v >= LIKELY_AI),
+            fpr_85: share(Some(false), &|v| v >= AI_GENERATED),
+            tpr_60: share(Some(true), &|v| v >= LIKELY_AI),
             ece: expected_calibration_error(&scores, &truth, ECE_BINS),
-            uncertain: share(None, &|v| (0.4 - 1e-9..0.6 - 1e-9).contains(&v)),
+            uncertain: share(None, &|v| (UNCERTAIN..LIKELY_AI).contains(&v)),
         }
     }
 }
