@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, ensure};
 
-use crate::eval::metrics::{expected_calibration_error, roc_auc};
+use super::metrics::{expected_calibration_error, roc_auc};
 use crate::forensics::evidence::{logit, sigmoid};
 use crate::forensics::fusion::{self, Bound, FitInfo, FusionWeights, ScoreScale};
 use crate::forensics::report::{ModuleReport, Report};

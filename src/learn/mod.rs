@@ -1,7 +1,12 @@
-//! What builds and measures the weights rather than using them: the web chain shared by
-//! `tellscan train` and `tellscan eval`, and the training of the `ml` module's network
-//! (DESIGN §5: `forensics/` knows nothing of this room).
+//! What builds and measures the weights rather than using them: the labelled sets, the
+//! metrics, the preparation steps (normalisation, degradations, the web chain) shared by
+//! `tellscan train`, `calibrate` and `eval`, the training of the `ml` module's network and
+//! the fitting of the fusion (DESIGN §5: `forensics/` knows nothing of this room, and this
+//! room imports nothing of `eval/`).
 
 pub mod calibration;
+pub mod labels;
+pub mod metrics;
 pub mod train;
+pub mod transform;
 pub mod web;

@@ -34,9 +34,9 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::metrics::roc_auc;
-use crate::eval::transform::{centre_crop, encode_jpeg, NORMALIZED_QUALITY, NORMALIZED_SIDE};
-use crate::eval::LabelRow;
+use super::labels::LabelRow;
+use super::metrics::roc_auc;
+use super::transform::{centre_crop, encode_jpeg, NORMALIZED_QUALITY, NORMALIZED_SIDE};
 use crate::forensics::decode::{decode, DecodeLimits};
 use crate::forensics::ml::net::{parameter_shapes, Net, CHANNELS, PATCH};
 use crate::forensics::ml::patches::{residual_patches, select};
