@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use crate::eval::metrics::{expected_calibration_error, roc_auc};
 use crate::eval::{self, transform, EvalOptions, Label, LabelRow, Outcome};
+use crate::forensics::report::{AI_GENERATED_FROM, LIKELY_AI_FROM, UNCERTAIN_FROM};
 use crate::forensics::{DecodeLimits, Detector, DetectorConfig};
 use crate::learn::calibration::{self, BandTargets, Calibration, Sample, BAND_TARGETS, ECE_BINS, L2_GRID};
 
@@ -445,10 +446,8 @@ fn write_report(
         by_source.entry((s.group.as_str(), s.positive, c.conditions[i])).or_default().push(i);
     }
     for ((source, positive, condition), idx) in by_source {
-        let scores: Vec<f64> = idx.iter().map(|&i| 100.0 * cal.nested[i]).collect();
-        let share = |pred: &dyn Fn(f64) -> bool| {
-            scores.iter().filter(|&&v| pred(v)).count() as f64 / scores.len() as f64
-        };
+        let scores: Vec<f64> = idx.iter().map(|&i| cal.nested[i]).collect();
+        let share = |band_from| calibration::share_at_least(&scores, band_from).unwrap_or(0.0);
         writeln!(
             out,
             "  {:<44} {:>5} {:>10} {:>5} {:>6.1} {:>6.3} {:>6.3} {:>6.3}",
@@ -456,20 +455,14 @@ fn write_report(
             if positive { "ai" } else { "real" },
             condition,
             scores.len(),
-            scores.iter().sum::<f64>() / scores.len() as f64,
-            share(&|v| v >= eval::DECISION_THRESHOLD),
-            share(&|v| v >= eval::STRONG_THRESHOLD),
-            share(&|v| (40.0..eval::DECISION_THRESHOLD).contains(&v)),
+            100.0 * scores.iter().sum::<f64>() / scores.len() as f64,
+            share(LIKELY_AI_FROM),
+            share(AI_GENERATED_FROM),
+            share(UNCERTAIN_FROM) - share(LIKELY_AI_FROM),
         )?;
     }
     Ok(())
 }
-
-/// The band edges on the 0-1 scale of the nested scores (a hair below, so that a score that
-/// rounds onto an edge counts as the report's verdict does).
-const LIKELY_AI: f64 = eval::DECISION_THRESHOLD / 100.0 - 1e-9;
-const AI_GENERATED: f64 = eval::STRONG_THRESHOLD / 100.0 - 1e-9;
-const UNCERTAIN: f64 = 0.4 - 1e-9;
 
 /// The figures of a set of (score 0-1, is AI) pairs at the verdict bands.
 struct BandFigures {
@@ -484,22 +477,18 @@ struct BandFigures {
 impl BandFigures {
     fn of(pairs: impl Iterator<Item = (f64, bool)>) -> Self {
         let (scores, truth): (Vec<f64>, Vec<bool>) = pairs.unzip();
-        let share = |class: Option<bool>, pred: &dyn Fn(f64) -> bool| {
-            let pool: Vec<f64> = scores
-                .iter()
-                .zip(&truth)
-                .filter(|(_, &t)| class.is_none_or(|c| c == t))
-                .map(|(&s, _)| s)
-                .collect();
-            (!pool.is_empty()).then(|| pool.iter().filter(|&&v| pred(v)).count() as f64 / pool.len() as f64)
+        let class = |positive: bool| -> Vec<f64> {
+            scores.iter().zip(&truth).filter(|(_, &t)| t == positive).map(|(&s, _)| s).collect()
         };
+        let (real, ai) = (class(false), class(true));
+        let share = calibration::share_at_least;
         Self {
             auc: roc_auc(&scores, &truth),
-            fpr_60: share(Some(false), &|v| v >= LIKELY_AI),
-            fpr_85: share(Some(false), &|v| v >= AI_GENERATED),
-            tpr_60: share(Some(true), &|v| v >= LIKELY_AI),
+            fpr_60: share(&real, LIKELY_AI_FROM),
+            fpr_85: share(&real, AI_GENERATED_FROM),
+            tpr_60: share(&ai, LIKELY_AI_FROM),
             ece: expected_calibration_error(&scores, &truth, ECE_BINS),
-            uncertain: share(None, &|v| (UNCERTAIN..LIKELY_AI).contains(&v)),
+            uncertain: share(&scores, UNCERTAIN_FROM).zip(share(&scores, LIKELY_AI_FROM)).map(|(a, b)| a - b),
         }
     }
 }

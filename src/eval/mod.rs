@@ -15,15 +15,16 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::forensics::report::{AI_GENERATED_FROM, LIKELY_AI_FROM};
 use crate::forensics::{DecodeLimits, Detector, Report, Verdict};
 use crate::learn::web::{self, WebChain};
 use transform::Perturbations;
 
 /// The "Likely AI" threshold used for accuracy and false-positive rate.
-pub const DECISION_THRESHOLD: f64 = 60.0;
+pub const DECISION_THRESHOLD: f64 = LIKELY_AI_FROM;
 
 /// The "AI generated" threshold: the verdict a user is most likely to act on.
-pub const STRONG_THRESHOLD: f64 = 85.0;
+pub const STRONG_THRESHOLD: f64 = AI_GENERATED_FROM;
 
 /// How `eval` prepares each image.
 #[derive(Debug, Clone, Default)]

@@ -20,7 +20,9 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::evidence::{logit, sigmoid};
-use super::report::{DetailSignal, Flag, ModuleReport, Verdict};
+use super::report::{
+    DetailSignal, Flag, ModuleReport, Verdict, AI_GENERATED_FROM, LIKELY_AI_FROM, UNCERTAIN_FROM,
+};
 
 /// Floor for decisive AI evidence (the "AI generated" band starts at 85).
 const DECISIVE_AI_FLOOR: f64 = 90.0;
@@ -105,10 +107,12 @@ impl ScoreScale {
     /// The map that sends `p60` to 0.60 and `p85` to 0.85, linear in between and beyond, and
     /// the identity up to 0.40 (`p60` ≥ 0.6 and `p85` > `p60` are enforced).
     pub fn new(p60: f64, p85: f64) -> Self {
-        let p60 = p60.clamp(0.6, 0.999_998);
-        let p85 = p85.clamp(0.85_f64.max(p60 + 1e-6), 0.999_999);
+        let (uncertain, likely, ai) =
+            (UNCERTAIN_FROM / 100.0, LIKELY_AI_FROM / 100.0, AI_GENERATED_FROM / 100.0);
+        let p60 = p60.clamp(likely, 0.999_998);
+        let p85 = p85.clamp(ai.max(p60 + 1e-6), 0.999_999);
         Self {
-            knots: vec![[0.0, 0.0], [0.4, 0.4], [p60, 0.6], [p85, 0.85], [1.0, 1.0]],
+            knots: vec![[0.0, 0.0], [uncertain, uncertain], [p60, likely], [p85, ai], [1.0, 1.0]],
             held_out_fpr_60: BTreeMap::new(),
             held_out_fpr_85: BTreeMap::new(),
         }
@@ -294,12 +298,16 @@ impl FusionWeights {
     ) -> f64 {
         match self.log_odds(modules) {
             Some(z) => {
-                let p = sigmoid(z);
-                let scaled = self.scale.as_ref().map_or(p, |s| s.apply(p));
+                let scaled = self.place(sigmoid(z));
                 bound.map_or(scaled, |b| b.apply(scaled))
             }
             None => 0.5,
         }
+    }
+
+    /// A probability's place on the score (0-1): the fitted scale, or the probability itself.
+    fn place(&self, probability: f64) -> f64 {
+        self.scale.as_ref().map_or(probability, |s| s.apply(probability))
     }
 
     /// One voting module's term: its weight times the logit of its score.
@@ -442,7 +450,7 @@ pub fn fuse(
                 );
             }
             let probability = sigmoid(total);
-            let mut score = 100.0 * weights.scale.as_ref().map_or(probability, |s| s.apply(probability));
+            let mut score = 100.0 * weights.place(probability);
             match decision {
                 Some(Decisive::Ai(why)) => {
                     score = score.max(DECISIVE_AI_FLOOR);
@@ -463,7 +471,7 @@ pub fn fuse(
             } else {
                 0.1 + 0.3 * abstain_share + disagreement + degradation.penalty()
             };
-            if decision.is_none() && !voting.is_empty() && (40.0..60.0).contains(&score) {
+            if decision.is_none() && !voting.is_empty() && (UNCERTAIN_FROM..LIKELY_AI_FROM).contains(&score) {
                 // the bands promise few real photos above 60; below it, say why we cannot tell
                 uncertainty = uncertainty.max(UNDECIDED_UNCERTAINTY);
                 explanations.push(format!(

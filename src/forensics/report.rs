@@ -170,14 +170,23 @@ pub enum Verdict {
     Authentic,
 }
 
+/// Lowest score (0-100) of the "AI generated" band.
+pub const AI_GENERATED_FROM: f64 = 85.0;
+/// Lowest score of the "Likely AI generated" band.
+pub const LIKELY_AI_FROM: f64 = 60.0;
+/// Lowest score of the "Uncertain" band.
+pub const UNCERTAIN_FROM: f64 = 40.0;
+/// Lowest score of the "Likely authentic" band.
+pub const LIKELY_AUTHENTIC_FROM: f64 = 15.0;
+
 impl Verdict {
     /// The band a 0-100 score falls into.
     pub fn from_score(score: f64) -> Self {
         match score {
-            s if s >= 85.0 => Self::AiGenerated,
-            s if s >= 60.0 => Self::LikelyAi,
-            s if s >= 40.0 => Self::Uncertain,
-            s if s >= 15.0 => Self::LikelyAuthentic,
+            s if s >= AI_GENERATED_FROM => Self::AiGenerated,
+            s if s >= LIKELY_AI_FROM => Self::LikelyAi,
+            s if s >= UNCERTAIN_FROM => Self::Uncertain,
+            s if s >= LIKELY_AUTHENTIC_FROM => Self::LikelyAuthentic,
             _ => Self::Authentic,
         }
     }

@@ -1,4 +1,4 @@
-//! Calibrating fusion: fit the combiner of [`super::fusion`] to a labelled corpus.
+//! Calibrating fusion: fit the combiner of [`crate::forensics::fusion`] to a labelled corpus.
 //!
 //! Each labelled analysis becomes a [`Sample`]: every module's score and whether it abstained.
 //! The model is L2-regularised logistic regression on, per module (sorted by name), the logit
@@ -31,7 +31,7 @@ use anyhow::{bail, ensure};
 use super::metrics::{expected_calibration_error, roc_auc};
 use crate::forensics::evidence::{logit, sigmoid};
 use crate::forensics::fusion::{self, Bound, FitInfo, FusionWeights, ScoreScale};
-use crate::forensics::report::{ModuleReport, Report};
+use crate::forensics::report::{ModuleReport, Report, AI_GENERATED_FROM, LIKELY_AI_FROM};
 
 /// L2 penalties tried by [`calibrate`] (on the summed log-loss).
 pub const L2_GRID: [f64; 7] = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0];
@@ -483,12 +483,22 @@ fn choose_penalty(samples: &[Sample], grid: &[f64]) -> anyhow::Result<(CrossVali
     Ok((best.expect("the grid is not empty"), tried))
 }
 
-/// Penalty, fit and score scale on `samples`.
-fn fit_with_scale(samples: &[Sample], grid: &[f64], targets: BandTargets) -> anyhow::Result<FusionWeights> {
-    let (cv, _) = choose_penalty(samples, grid)?;
+/// The whole procedure on `samples`: the penalty by leave-one-source-out, the fit at that
+/// penalty, and the score scale from its held-out probabilities.
+struct Procedure {
+    /// The fit with its score scale.
+    weights: FusionWeights,
+    /// The cross-validation at the chosen penalty.
+    cv: CrossValidation,
+    /// Held-out log-loss per penalty tried.
+    grid: Vec<(f64, f64)>,
+}
+
+fn fit_with_scale(samples: &[Sample], grid: &[f64], targets: BandTargets) -> anyhow::Result<Procedure> {
+    let (cv, tried) = choose_penalty(samples, grid)?;
     let mut weights = fit(samples, cv.l2)?;
     weights.scale = Some(fit_scale(samples, &cv.calibrated, targets));
-    Ok(weights)
+    Ok(Procedure { weights, cv, grid: tried })
 }
 
 /// Nested leave-one-group-out: for each source, the whole procedure on the other sources,
@@ -502,7 +512,7 @@ pub fn nested_scores(samples: &[Sample], grid: &[f64], targets: BandTargets) -> 
         .map(|&group| {
             let inner: Vec<Sample> = samples.iter().filter(|s| s.group != group).cloned().collect();
             fit_with_scale(&inner, grid, targets)
-                .map(|w| (group, w))
+                .map(|p| (group, p.weights))
                 .map_err(|e| anyhow::anyhow!("nested fold without source {group:?}: {e}"))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -524,15 +534,13 @@ pub fn calibrate(
     inputs: &str,
     targets: BandTargets,
 ) -> anyhow::Result<Calibration> {
-    let (cv, tried) = choose_penalty(samples, grid)?;
+    let Procedure { mut weights, cv, grid: tried } = fit_with_scale(samples, grid, targets)?;
     let nested = nested_scores(samples, grid, targets)?;
-    let mut weights = fit(samples, cv.l2)?;
-    let mut scale = fit_scale(samples, &cv.calibrated, targets);
+    let scale = weights.scale.as_mut().expect("fit_with_scale sets the scale");
     for (condition, (fpr_60, fpr_85)) in band_shares(samples, &nested) {
         scale.held_out_fpr_60.insert(condition.clone(), fpr_60);
         scale.held_out_fpr_85.insert(condition, fpr_85);
     }
-    weights.scale = Some(scale);
     let [(ece_before, auc_before), (ece_after, auc_after)] = cv.figures(samples);
     let positive = samples.iter().filter(|s| s.positive).count();
     weights.fitted = Some(FitInfo {
@@ -566,11 +574,18 @@ pub fn band_shares(samples: &[Sample], scores: &[f64]) -> BTreeMap<String, (f64,
     }
     real.into_iter()
         .map(|(condition, scores)| {
-            let share =
-                |t: f64| scores.iter().filter(|&&v| v >= t - 1e-9).count() as f64 / scores.len() as f64;
-            (condition, (share(0.60), share(0.85)))
+            let share = |band_from| share_at_least(&scores, band_from).unwrap_or(0.0);
+            (condition, (share(LIKELY_AI_FROM), share(AI_GENERATED_FROM)))
         })
         .collect()
+}
+
+/// The share of `scores` (0-1, unrounded) in the band that starts at `band_from` (0-100) or
+/// above; `None` for no scores. A hair of tolerance, so that a score on the edge counts as
+/// the report's verdict would.
+pub fn share_at_least(scores: &[f64], band_from: f64) -> Option<f64> {
+    let edge = band_from / 100.0 - 1e-9;
+    (!scores.is_empty()).then(|| scores.iter().filter(|&&v| v >= edge).count() as f64 / scores.len() as f64)
 }
 
 #[cfg(test)]
