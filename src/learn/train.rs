@@ -41,7 +41,7 @@ use crate::forensics::decode::{decode, DecodeLimits};
 use crate::forensics::ml::net::{parameter_shapes, Net, CHANNELS, PATCH};
 use crate::forensics::ml::patches::{residual_patches, select};
 use crate::forensics::ml::MlModel;
-use crate::learn::web::{rng_for, Filter, Step, WebChain};
+use crate::learn::web::{downscale, rng_for, Filter, Step, WebChain};
 
 /// Largest side kept of a training image (a centred window, like the pixel modules' window).
 const MAX_SIDE: u32 = 2048;
@@ -329,17 +329,10 @@ fn chain_for_crop(
     factor: f64,
     filter: Option<Filter>,
 ) -> WebChain {
-    let mut steps = Vec::new();
-    if let Some(filter) = filter {
-        let short = width.min(height);
-        let floor = f64::from((PATCH as u32).min(short)) / f64::from(short.max(1));
-        let factor = factor.max(floor);
-        if factor < 0.999 {
-            let nw = ((f64::from(width) * factor).round() as u32).max(1);
-            let nh = ((f64::from(height) * factor).round() as u32).max(1);
-            steps.push(Step::Resize { width: nw, height: nh, filter });
-        }
-    }
+    let mut steps: Vec<Step> = filter
+        .and_then(|filter| downscale(width, height, factor, filter, PATCH as u32))
+        .into_iter()
+        .collect();
     steps.extend(chain.steps.iter().filter(|s| matches!(s, Step::Encode(_))).copied());
     WebChain { steps }
 }

@@ -137,15 +137,8 @@ impl WebChain {
             let long_side = rng.random_range(512..=2048) as f64;
             (long_side / w.max(h) as f64).min(1.0)
         };
-        // never below the floor, unless the image already was
-        let floor = MIN_SHORT_SIDE.min(w.min(h)) as f64 / w.min(h) as f64;
-        let factor = factor.max(floor);
         let filter = FILTERS[rng.random_range(0..FILTERS.len())];
-        if factor < 0.999 {
-            let nw = ((w as f64 * factor).round() as u32).max(1);
-            let nh = ((h as f64 * factor).round() as u32).max(1);
-            steps.push(Step::Resize { width: nw, height: nh, filter });
-        }
+        steps.extend(downscale(w, h, factor, filter, MIN_SHORT_SIDE));
         steps.push(Step::Encode(draw_encoding(rng, true)));
         if rng.random_bool(0.3) {
             steps.push(Step::Encode(draw_encoding(rng, false)));
@@ -176,6 +169,19 @@ impl WebChain {
         };
         Ok(Processed { bytes, rgb: pixels })
     }
+}
+
+/// The resize of a `width`×`height` image by `factor` with `filter`, the factor raised so that
+/// the short side stays at `floor` px or more (unless it already was smaller); `None` when that
+/// leaves the size as it is.
+pub fn downscale(width: u32, height: u32, factor: f64, filter: Filter, floor: u32) -> Option<Step> {
+    let short = width.min(height).max(1);
+    let factor = factor.max(f64::from(floor.min(short)) / f64::from(short));
+    (factor < 0.999).then(|| Step::Resize {
+        width: ((f64::from(width) * factor).round() as u32).max(1),
+        height: ((f64::from(height) * factor).round() as u32).max(1),
+        filter,
+    })
 }
 
 /// Decode `bytes`, draw a chain from `seed` and `key` and apply it.
