@@ -32,21 +32,31 @@ pub fn average_precision(scores: &[f64], positive: &[bool]) -> Option<f64> {
     if n_pos == 0 {
         return None;
     }
+    let (mut tp, mut seen, mut ap) = (0usize, 0usize, 0.0);
+    for (new_tp, size) in thresholds(scores, positive) {
+        tp += new_tp;
+        seen += size;
+        ap += (new_tp as f64 / n_pos as f64) * (tp as f64 / seen as f64);
+    }
+    Some(ap)
+}
+
+/// The distinct scores from the highest down, each as (positives, images) scored exactly
+/// that: the steps of the ROC and precision-recall curves.
+fn thresholds(scores: &[f64], positive: &[bool]) -> Vec<(usize, usize)> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut seen, mut ap, mut i) = (0usize, 0usize, 0.0, 0usize);
+    let mut steps = Vec::new();
+    let mut i = 0;
     while i < order.len() {
         let mut j = i;
         while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
             j += 1;
         }
-        let new_tp = order[i..=j].iter().filter(|&&k| positive[k]).count();
-        tp += new_tp;
-        seen += j - i + 1;
-        ap += (new_tp as f64 / n_pos as f64) * (tp as f64 / seen as f64);
+        steps.push((order[i..=j].iter().filter(|&&k| positive[k]).count(), j - i + 1));
         i = j + 1;
     }
-    Some(ap)
+    steps
 }
 
 /// Expected calibration error over `bins` equal-width bins of predicted probability.
@@ -84,20 +94,12 @@ pub fn roc_points(scores: &[f64], positive: &[bool]) -> Option<Vec<(f64, f64)>> 
     if n_pos == 0 || n_neg == 0 {
         return None;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let mut points = vec![(0.0, 0.0)];
-    let (mut tp, mut fp, mut i) = (0usize, 0usize, 0usize);
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let pos = order[i..=j].iter().filter(|&&k| positive[k]).count();
+    let (mut tp, mut fp) = (0usize, 0usize);
+    for (pos, size) in thresholds(scores, positive) {
         tp += pos;
-        fp += j - i + 1 - pos;
+        fp += size - pos;
         points.push((fp as f64 / n_neg as f64, tp as f64 / n_pos as f64));
-        i = j + 1;
     }
     Some(points)
 }
