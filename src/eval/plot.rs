@@ -82,6 +82,40 @@ fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("plotting: {e}")
 }
 
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart with the figures' common frame: a title, margins, label areas and the axes' ranges.
+fn chart<'a, 'b>(
+    root: &'a Area<'b>,
+    title: impl AsRef<str>,
+    y_label_area: u32,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> anyhow::Result<Chart<'a, 'b>> {
+    ChartBuilder::on(root)
+        .caption(title.as_ref(), ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_error)
+}
+
+/// The series legend in the figures' common style.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)
+}
+
 fn counts(positive: &[bool]) -> (usize, usize) {
     let ai = positive.iter().filter(|&&p| p).count();
     (ai, positive.len() - ai)
@@ -96,13 +130,7 @@ fn draw_roc(root: &Area<'_>, scores: &[f64], positive: &[bool]) -> anyhow::Resul
         }
         None => format!("ROC: needs both classes (ai {n_ai}, real {n_real})"),
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-        .map_err(plot_error)?;
+    let mut chart = chart(root, title, 52, 0f64..1f64, 0f64..1f64)?;
     chart
         .configure_mesh()
         .x_desc("false-positive rate (real scored at or above the threshold)")
@@ -121,13 +149,7 @@ fn draw_roc(root: &Area<'_>, scores: &[f64], positive: &[bool]) -> anyhow::Resul
             .label("fused score")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], AI.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -144,13 +166,8 @@ fn draw_histogram(root: &Area<'_>, scores: &[f64], positive: &[bool]) -> anyhow:
     };
     let (real, ai) = (class_shares(false), class_shares(true));
     let top = real.iter().chain(&ai).copied().fold(0.0, f64::max).max(0.05) * 1.1;
-    let mut chart = ChartBuilder::on(root)
-        .caption(format!("Fused score by class (real {n_real}, ai {n_ai})"), ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..100f64, 0f64..top)
-        .map_err(plot_error)?;
+    let mut chart =
+        chart(root, format!("Fused score by class (real {n_real}, ai {n_ai})"), 56, 0f64..100f64, 0f64..top)?;
     chart
         .configure_mesh()
         .x_labels(11)
@@ -176,13 +193,7 @@ fn draw_histogram(root: &Area<'_>, scores: &[f64], positive: &[bool]) -> anyhow:
             .draw_series(LineSeries::new([(threshold, 0.0), (threshold, top)], GREY.stroke_width(1)))
             .map_err(plot_error)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperMiddle)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
+    legend(&mut chart, SeriesLabelPosition::UpperMiddle)?;
     Ok(())
 }
 
@@ -193,13 +204,7 @@ fn draw_reliability(root: &Area<'_>, scores: &[f64], positive: &[bool]) -> anyho
         Some(ece) => format!("Reliability, score/100: ECE {ece:.3} (n {})", scores.len()),
         None => "Reliability: no scored images".to_string(),
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-        .map_err(plot_error)?;
+    let mut chart = chart(root, title, 52, 0f64..1f64, 0f64..1f64)?;
     chart
         .configure_mesh()
         .x_desc("mean predicted probability (score/100) in the bin")
@@ -229,13 +234,7 @@ fn draw_reliability(root: &Area<'_>, scores: &[f64], positive: &[bool]) -> anyho
         .map_err(plot_error)?
         .label("mean score/100 vs ai share")
         .legend(|(x, y)| Circle::new((x + 10, y), 4, AI.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
