@@ -275,8 +275,9 @@ impl FusionWeights {
         (voted || self.is_calibrated()).then_some(self.bias + votes + abstained)
     }
 
-    /// The fused probability (0-1) before rounding: the combiner, 0.5 where it has no answer,
-    /// then the decisive-evidence bound. `fuse` reports 100 × this.
+    /// The fused probability (0-1): the combiner, 0.5 where it has no answer, then the
+    /// decisive-evidence bound, without the score scale (what calibration fits and measures
+    /// log-loss on). `fuse` reports 100 × [`Self::score`], which places it on the scale.
     pub fn probability<'a>(
         &self,
         modules: impl IntoIterator<Item = (&'a str, f64, bool)>,

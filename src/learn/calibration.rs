@@ -88,8 +88,8 @@ impl Sample {
         self.modules.iter().map(|(name, &(score, abstained))| (name.as_str(), score, abstained))
     }
 
-    /// The fused probability (0-1) under `weights`, decisive bound included: what `fuse`
-    /// reports as the score / 100.
+    /// The fused probability (0-1) under `weights`, decisive bound included, before the score
+    /// scale (without a scale, what `fuse` reports as the score / 100).
     pub fn probability(&self, weights: &FusionWeights) -> f64 {
         weights.probability(self.outputs(), self.bound)
     }
