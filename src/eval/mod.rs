@@ -175,8 +175,7 @@ pub fn summarise(rows: &[LabelRow], outcomes: &[Outcome]) -> EvalSummary {
             Outcome::Failed(why) => errors.push(format!("{}: {why}", row.path.display())),
         }
     }
-    let truth: Vec<bool> = scored.iter().map(|(r, _, _)| r.label.is_ai()).collect();
-    let scores: Vec<f64> = scored.iter().map(|(_, rep, _)| rep.score).collect();
+    let (scores, truth) = fused_scores(rows, outcomes);
     let times: Vec<f64> = scored.iter().map(|(_, _, ms)| *ms).collect();
     let mut counts = BTreeMap::new();
     for (row, _, _) in &scored {
