@@ -3,7 +3,7 @@
 //! them.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -46,7 +46,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             rows.truncate(limit);
         }
         row_count += rows.len();
-        examples.extend(load_examples(&rows, labels.parent().unwrap_or(Path::new("."))));
+        examples.extend(load_examples(&rows));
     }
     let positives = examples.iter().filter(|e| e.positive).count();
     let mut out = std::io::stdout().lock();

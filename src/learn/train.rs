@@ -98,10 +98,9 @@ pub struct Example {
     pub pixels: RgbImage,
 }
 
-/// Decode the rows of a labels file (paths already resolved against `base`); rows that do not
-/// decode are reported and skipped. An example's path is the row's path as written in the
-/// labels file when known (the key of its web chain), else relative to `base`.
-pub fn load_examples(rows: &[LabelRow], base: &Path) -> Vec<Example> {
+/// Decode the rows of a labels file; rows that do not decode are reported and skipped. An
+/// example's path is the row's path as written in the labels file (the key of its web chain).
+pub fn load_examples(rows: &[LabelRow]) -> Vec<Example> {
     let limits = DecodeLimits::default();
     rows.par_iter()
         .filter_map(|row| {
@@ -120,12 +119,12 @@ pub fn load_examples(rows: &[LabelRow], base: &Path) -> Vec<Example> {
                 }
             };
             let pixels = window(image.rgb);
-            let path = if row.key.is_empty() {
-                row.path.strip_prefix(base).unwrap_or(&row.path).to_string_lossy().into_owned()
-            } else {
-                row.key.clone()
-            };
-            Some(Example { path, positive: row.label.is_ai(), group: row.source.clone(), pixels })
+            Some(Example {
+                path: row.key.clone(),
+                positive: row.label.is_ai(),
+                group: row.source.clone(),
+                pixels,
+            })
         })
         .collect()
 }
