@@ -126,6 +126,20 @@ impl StoreSettings {
 pub struct KeySettings {
     /// Seconds a verified key stays cached.
     pub cache_ttl_secs: u64,
+    /// Wrong secrets one key id may cost in argon2 runs per window; 0 turns the bound off.
+    pub wrong_secret_limit: u32,
+    /// The length of that window in seconds.
+    pub wrong_secret_window_secs: u64,
+}
+
+impl KeySettings {
+    /// The bound on wrong-secret floods these settings ask for.
+    pub fn flood_limit(&self) -> crate::auth::flood::FloodLimit {
+        crate::auth::flood::FloodLimit {
+            wrong_secrets: self.wrong_secret_limit,
+            window: std::time::Duration::from_secs(self.wrong_secret_window_secs),
+        }
+    }
 }
 
 /// `[admin]`.

@@ -551,3 +551,59 @@ async fn shutdown_lets_an_in_flight_detection_finish() {
     assert_eq!(body["image"]["width"], 3000, "{body}");
     assert!(client().get(url).send().await.is_err(), "the server no longer accepts requests");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_wrong_secrets_costs_the_limit_in_argon2_runs_and_spares_a_verified_client() {
+    use futures_util::StreamExt;
+    // the shipped limit (10 wrong secrets a minute); a 1 s cache so the verified client's
+    // entry has expired before it comes back
+    let server = TestServer::embedded_with(|s| s.keys.cache_ttl_secs = 1).await;
+    assert_eq!(
+        (server.state.settings.keys.wrong_secret_limit, server.state.settings.keys.wrong_secret_window_secs),
+        (10, 60)
+    );
+    let key = server.key("free").await;
+    let newcomer = server.key("free").await;
+    assert_eq!(usage(&server, &key).await.0, 200, "the client verifies its key before the flood");
+    let runs = server.state.keys.argon2_runs();
+
+    // 1,000 different wrong secrets against the one id, 16 at a time
+    let refusals: Vec<(u16, Option<String>)> = futures_util::stream::iter(0..1000)
+        .map(|_| {
+            let wrong = forged(key_id(&key));
+            let server = &server;
+            async move {
+                let (status, body) = usage(server, &wrong).await;
+                (status, body["error"].as_str().map(str::to_string))
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(
+        refusals.iter().all(|r| *r == (401, Some("invalid_api_key".to_string()))),
+        "every wrong secret is a plain 401"
+    );
+    assert_eq!(server.state.keys.argon2_runs() - runs, 10, "argon2 ran for the first 10 wrong secrets only");
+
+    // the client verified before the flood keeps working, also once its cache entry expired,
+    // and without argon2 (the same secret against the same stored hash)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = detect(&server, &key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.state.keys.argon2_runs() - runs, 10);
+
+    let m = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("tellscan_auth_flood_refusals_total 990"), "{m}");
+    assert!(m.contains("tellscan_argon2_verifications_total"), "{m}");
+
+    // another id is not affected; once it is flooded, even its right key waits for the window
+    // when this replica never verified it (no argon2 either)
+    for _ in 0..10 {
+        assert_eq!(usage(&server, &forged(key_id(&newcomer))).await.0, 401);
+    }
+    let runs = server.state.keys.argon2_runs();
+    let (status, body) = usage(&server, &newcomer).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_api_key")), "{body}");
+    assert_eq!(server.state.keys.argon2_runs(), runs);
+}

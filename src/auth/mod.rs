@@ -5,7 +5,9 @@
 //! per cache period: a verified key is cached under the SHA-256 of the presented text (never
 //! the text itself). An id the store does not know is refused without running argon2, and a
 //! wrong secret is remembered for the same period so a client repeating it costs nothing.
+//! Ever new wrong secrets against one real id are bounded per window ([`flood`]).
 
+pub mod flood;
 pub mod key;
 
 use std::collections::HashMap;
@@ -19,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
 use crate::store::{SharedStore, StoreError};
+use flood::{FloodGuard, FloodLimit};
 use key::{AccountId, ApiKey, KeyFormatError, KeyId, KeyRecord, KeyState, Tier};
 
 /// Who is calling: the verified key's id and tier.
@@ -71,6 +74,7 @@ pub struct KeyService {
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<Cached>>>>,
     /// Bumped by every change made through this service (see `verify_uncached`).
     generation: AtomicU64,
+    flood: FloodGuard,
 }
 
 /// The result of creating or rotating a key: the record and the plaintext shown once.
@@ -86,7 +90,8 @@ pub struct IssuedKey {
 const CACHE_SWEEP_AT: usize = 10_000;
 
 impl KeyService {
-    /// A service over `store`, caching verifications for `ttl`.
+    /// A service over `store`, caching verifications for `ttl`, with the default bound on
+    /// wrong-secret floods.
     pub fn new(store: SharedStore, ttl: Duration) -> KeyService {
         KeyService {
             store,
@@ -95,7 +100,14 @@ impl KeyService {
             argon2_runs: Counter::default(),
             inflight: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            flood: FloodGuard::new(FloodLimit::default()),
         }
+    }
+
+    /// The same service with another bound on wrong-secret floods.
+    pub fn with_flood_limit(mut self, limit: FloodLimit) -> KeyService {
+        self.flood = FloodGuard::new(limit);
+        self
     }
 
     /// The store the keys live in.
@@ -112,6 +124,12 @@ impl KeyService {
     /// The argon2 counter itself, for the metrics registry.
     pub fn argon2_counter(&self) -> Counter {
         self.argon2_runs.clone()
+    }
+
+    /// The counter of presentations refused without argon2 because their key id had spent
+    /// its wrong secrets for the window, for the metrics registry.
+    pub fn flood_refusals_counter(&self) -> Counter {
+        self.flood.refused().clone()
     }
 
     /// Verify the `x-api-key` header value.
@@ -149,7 +167,18 @@ impl KeyService {
         };
         let outcome = match record.state {
             KeyState::Active => {
-                if self.verify_secret(key, &record.secret_hash).await {
+                let right = if self.flood.try_begin(&record.id) {
+                    let right = self.verify_secret(key, &record.secret_hash).await;
+                    self.flood.finish(&record.id, fingerprint, &record.secret_hash, right);
+                    right
+                } else if self.flood.accepted_before(&record.id, &fingerprint, &record.secret_hash) {
+                    true
+                } else {
+                    // not cached: the same text may be right, and is tried again after the window
+                    self.flood.refuse();
+                    return Err(AuthError::Invalid);
+                };
+                if right {
                     Cached::Valid(Principal {
                         key_id: record.id.clone(),
                         account: record.account(),
@@ -203,6 +232,7 @@ impl KeyService {
     /// Forget every cached verification of `id`, so a change made here applies at once.
     pub fn forget(&self, id: &KeyId) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.flood.forget(id);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|_, (_, cached_id, _)| cached_id != id);
     }

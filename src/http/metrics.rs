@@ -1,7 +1,7 @@
 //! Prometheus metrics (OpenMetrics text at `GET /metrics`): requests by route, status and
 //! source; detection latency per module; time spent in auth + quota; quota decisions and
-//! store errors; queue depth; result-cache hits; argon2 verifications; analyses queued,
-//! processing, completed and failed; webhook attempts and failures.
+//! store errors; queue depth; result-cache hits; argon2 verifications and wrong-secret flood
+//! refusals; analyses queued, processing, completed and failed; webhook attempts and failures.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -83,8 +83,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Register the metrics; `argon2_runs` is the key service's own counter.
-    pub fn new(argon2_runs: Counter) -> Metrics {
+    /// Register the metrics; `argon2_runs` and `flood_refusals` are the key service's own
+    /// counters.
+    pub fn new(argon2_runs: Counter, flood_refusals: Counter) -> Metrics {
         let mut registry = Registry::with_prefix("tellscan");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -169,6 +170,11 @@ impl Metrics {
             "argon2_verifications",
             "argon2id verifications run (once per key per cache period)",
             argon2_runs,
+        );
+        registry.register(
+            "auth_flood_refusals",
+            "Keys refused without argon2 because their id had used up its wrong secrets for the window",
+            flood_refusals,
         );
         Metrics {
             registry,

@@ -97,8 +97,9 @@ impl AppState {
     pub fn build(settings: Settings, stores: Stores) -> anyhow::Result<Arc<AppState>> {
         let Stores { store, analyses } = stores;
         let detector = Arc::new(Detector::new(&settings.detector.detector_config())?);
-        let keys = KeyService::new(Arc::clone(&store), Duration::from_secs(settings.keys.cache_ttl_secs));
-        let metrics = Metrics::new(keys.argon2_counter());
+        let keys = KeyService::new(Arc::clone(&store), Duration::from_secs(settings.keys.cache_ttl_secs))
+            .with_flood_limit(settings.keys.flood_limit());
+        let metrics = Metrics::new(keys.argon2_counter(), keys.flood_refusals_counter());
         let quota =
             QuotaGate::new(Arc::clone(&store), settings.quota.tiers.clone(), settings.quota.on_store_error);
         let pool = DetectionPool::new(settings.workers(), settings.server.queue)?;
