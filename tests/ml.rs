@@ -131,7 +131,7 @@ fn training_runs_end_to_end_on_a_tiny_subset_and_the_loss_decreases() {
     };
     let mut subset = pick(true);
     subset.extend(pick(false));
-    let examples = load_examples(&subset);
+    let examples = load_examples(&subset, "labels.csv");
     assert_eq!(examples.len(), 6);
     let refs: Vec<&Example> = examples.iter().collect();
     let options = TrainOptions {

@@ -144,6 +144,21 @@ pub enum Command {
         /// Do not add up-sampled real photos as generated-like samples.
         #[arg(long)]
         no_synthetic: bool,
+        /// Do not add aligned pairs (real regions and their latent-autoencoder reconstructions).
+        #[arg(long)]
+        no_aligned: bool,
+        /// The TAESD-family autoencoder folder (`taef2_encoder.pth`, `taef2_decoder.pth`) that
+        /// makes the aligned pairs.
+        #[arg(long, value_name = "DIR", env = "TELLSCAN_TAESD", default_value = crate::learn::taesd::DEFAULT_DIR)]
+        taesd: PathBuf,
+        /// Cache of the reconstructions (rebuilt when missing); by default
+        /// `~/tellscan-data/taesd-cache`.
+        #[arg(long, value_name = "DIR")]
+        aligned_cache: Option<PathBuf>,
+        /// Leave the generated images of this labels file (as given to --labels) out of
+        /// training; validation still scores them. Repeatable.
+        #[arg(long, value_name = "FILE")]
+        no_generated_from: Vec<String>,
         /// Run a grouped validation first: whole sources held out, in this many folds (one
         /// extra training per fold).
         #[arg(long, value_name = "FOLDS")]
@@ -267,6 +282,10 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             epochs,
             max_steps,
             no_synthetic,
+            no_aligned,
+            taesd,
+            aligned_cache,
+            no_generated_from,
             validate,
             held_out,
             fold_weights,
@@ -279,8 +298,12 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 epochs: *epochs,
                 max_steps: *max_steps,
                 synthetic: !no_synthetic,
+                aligned: !no_aligned,
+                skip_generated_of: no_generated_from.clone(),
                 ..Default::default()
             },
+            taesd: taesd.clone(),
+            aligned_cache: aligned_cache.clone().unwrap_or_else(crate::learn::aligned::default_cache),
             validate: *validate,
             held_out: held_out.clone(),
             fold_weights: fold_weights.clone(),

@@ -11,9 +11,10 @@ use anyhow::Context;
 
 use crate::eval::read_labels;
 use crate::forensics::ml::{patches, INFERENCE_PATCHES};
+use crate::learn::aligned::Reconstructor;
 use crate::learn::train::{
-    golden_input, group_folds, grouped_validation, load_examples, loss_ends, train, Example, TrainOptions,
-    TrainRecord, VALIDATION_WEB_SEED,
+    attach_pairs, golden_input, group_folds, grouped_validation, load_examples, loss_ends, train, Example,
+    TrainOptions, TrainRecord, VALIDATION_WEB_SEED,
 };
 
 /// What `tellscan train` was asked to do.
@@ -33,6 +34,10 @@ pub struct TrainArgs {
     pub fold_weights: Option<PathBuf>,
     /// Use only the first N rows of each labels file (for quick trials).
     pub limit: Option<usize>,
+    /// The autoencoder folder for the aligned pairs.
+    pub taesd: PathBuf,
+    /// Where the reconstructions are cached.
+    pub aligned_cache: PathBuf,
 }
 
 /// Run `tellscan train`.
@@ -46,7 +51,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             rows.truncate(limit);
         }
         row_count += rows.len();
-        examples.extend(load_examples(&rows));
+        examples.extend(load_examples(&rows, &labels.display().to_string()));
+    }
+    for skipped in &args.options.skip_generated_of {
+        anyhow::ensure!(
+            args.labels.iter().any(|l| l.display().to_string() == *skipped),
+            "--no-generated-from {skipped} is not one of the --labels files"
+        );
     }
     let positives = examples.iter().filter(|e| e.positive).count();
     let mut out = std::io::stdout().lock();
@@ -60,6 +71,21 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64(),
         args.options.seed
     )?;
+    if args.options.aligned {
+        let reconstructor = Reconstructor::new(&args.taesd, &args.aligned_cache)?;
+        let began = Instant::now();
+        let report = attach_pairs(&mut examples, &reconstructor);
+        writeln!(
+            out,
+            "aligned pairs: {} from the cache, {} computed in {:.1} s ({}); mean PSNR of the \
+             reconstructions {:.2} dB",
+            report.cached,
+            report.computed,
+            began.elapsed().as_secs_f64(),
+            args.aligned_cache.display(),
+            report.mean_psnr
+        )?;
+    }
     let validation = if let Some(folds) = args.validate {
         let folds = group_folds(&examples, folds);
         let v = grouped_validation(&examples, &args.options, &folds, args.fold_weights.as_deref())?;

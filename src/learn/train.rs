@@ -14,7 +14,11 @@
 //! decoder (nearest, bilinear, or a transposed convolution with a random kernel, as
 //! generators' last layers are) as "generated-like" positives that carry up-sampling traces
 //! with a photo's content (Zhang, Karaman and Chang, "Detecting and Simulating Artifacts in
-//! GAN Fake Images", 2019).
+//! GAN Fake Images", 2019), and, where they are attached, as aligned pairs: a region of the
+//! photo (negative) and the same region after a round trip through a latent autoencoder
+//! (positive, [`crate::learn::aligned`]), cut, flipped and processed by the same web chain, so
+//! that content, size, format and processing are equal on both sides and only the decoder's
+//! trace is left to learn (Rajan et al., ICLR 2025; Guillaro et al., B-Free, CVPR 2025).
 //!
 //! Validation is grouped: [`grouped_validation`] holds out whole sources (a fold is a set of
 //! sources of both classes with about as many images as the others, [`group_folds`]), trains
@@ -41,6 +45,7 @@ use crate::forensics::decode::{decode, DecodeLimits};
 use crate::forensics::ml::net::{parameter_shapes, Net, CHANNELS, PATCH};
 use crate::forensics::ml::patches::{residual_patches, select};
 use crate::forensics::ml::MlModel;
+use crate::learn::aligned::{chosen, CacheReport, Pair, Reconstructor};
 use crate::learn::web::{downscale, rng_for, Filter, Step, WebChain};
 
 /// Largest side kept of a training image (a centred window, like the pixel modules' window).
@@ -67,6 +72,14 @@ pub struct TrainOptions {
     pub patches_per_sample: usize,
     /// Add up-sampled real photos as generated-like positives.
     pub synthetic: bool,
+    /// Add aligned pairs (a real region and its autoencoder reconstruction) where the examples
+    /// carry them.
+    #[serde(default)]
+    pub aligned: bool,
+    /// Leave the generated images of these labels files (as given) out of training; they are
+    /// still scored in validation.
+    #[serde(default)]
+    pub skip_generated_of: Vec<String>,
     /// Stop after this many steps (for tests); `None` runs every epoch.
     pub max_steps: Option<usize>,
 }
@@ -80,6 +93,8 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             patches_per_sample: 8,
             synthetic: true,
+            aligned: true,
+            skip_generated_of: Vec::new(),
             max_steps: None,
         }
     }
@@ -96,11 +111,42 @@ pub struct Example {
     pub group: String,
     /// Pixels (at most [`MAX_SIDE`] on a side, a centred window).
     pub pixels: RgbImage,
+    /// The labels file it came from, as given.
+    pub labels_file: String,
+    /// For a real photo: a region of `pixels` and its autoencoder reconstruction
+    /// ([`crate::learn::aligned`]), once attached.
+    pub pair: Option<Pair>,
 }
 
-/// Decode the rows of a labels file; rows that do not decode are reported and skipped. An
-/// example's path is the row's path as written in the labels file (the key of its web chain).
-pub fn load_examples(rows: &[LabelRow]) -> Vec<Example> {
+impl Example {
+    /// Whether training under `options` uses this example (validation scores every example).
+    fn trains_under(&self, options: &TrainOptions) -> bool {
+        !(self.positive && options.skip_generated_of.contains(&self.labels_file))
+    }
+}
+
+/// Attach an aligned pair to the real examples [`chosen`] picks (those large enough), from
+/// `reconstructor`'s cache or computed now.
+pub fn attach_pairs(examples: &mut [Example], reconstructor: &Reconstructor) -> CacheReport {
+    let real: Vec<(usize, &Example)> = examples.iter().enumerate().filter(|(_, e)| !e.positive).collect();
+    let sources: Vec<(&str, &str)> = real.iter().map(|(_, e)| (e.group.as_str(), e.path.as_str())).collect();
+    let photos: Vec<(usize, &str, &RgbImage)> = chosen(&sources)
+        .into_iter()
+        .map(|j| (real[j].0, real[j].1.path.as_str(), &real[j].1.pixels))
+        .collect();
+    let keys: Vec<(&str, &RgbImage)> = photos.iter().map(|&(_, k, p)| (k, p)).collect();
+    let (pairs, report) = reconstructor.pairs(&keys);
+    let indices: Vec<usize> = photos.iter().map(|&(i, _, _)| i).collect();
+    for (i, pair) in indices.into_iter().zip(pairs) {
+        examples[i].pair = pair;
+    }
+    report
+}
+
+/// Decode the rows of a labels file (`labels_file`, as given); rows that do not decode are
+/// reported and skipped. An example's path is the row's path as written in the labels file (the
+/// key of its web chain).
+pub fn load_examples(rows: &[LabelRow], labels_file: &str) -> Vec<Example> {
     let limits = DecodeLimits::default();
     rows.par_iter()
         .filter_map(|row| {
@@ -124,6 +170,8 @@ pub fn load_examples(rows: &[LabelRow]) -> Vec<Example> {
                 positive: row.label.is_ai(),
                 group: row.source.clone(),
                 pixels,
+                labels_file: labels_file.to_string(),
+                pair: None,
             })
         })
         .collect()
@@ -158,6 +206,8 @@ impl Trained {
 
 /// Train on `examples` (all of them) with `options`.
 pub fn train(examples: &[&Example], options: &TrainOptions) -> anyhow::Result<Trained> {
+    let examples: Vec<&Example> = examples.iter().copied().filter(|e| e.trains_under(options)).collect();
+    let examples = examples.as_slice();
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let net = Net::new(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
@@ -240,32 +290,126 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     x
 }
 
-/// The patches (flattened) and labels of one epoch: every example once, augmented, and every
-/// real photo once more as a generated-like sample when `options.synthetic`.
-fn epoch_patches(examples: &[&Example], options: &TrainOptions, epoch: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut jobs: Vec<(usize, bool)> = (0..examples.len()).map(|i| (i, false)).collect();
-    if options.synthetic {
-        jobs.extend((0..examples.len()).filter(|&i| !examples[i].positive).map(|i| (i, true)));
+/// What one (epoch, example) job makes.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    /// The example itself, under its label.
+    Plain(usize),
+    /// A real photo up-sampled like a generator's output (positive).
+    Synthetic(usize),
+    /// A real photo's aligned pair: its region (negative) and its reconstruction (positive),
+    /// through the same crop, flip and web chain.
+    Aligned(usize),
+}
+
+impl Job {
+    fn index(self) -> (usize, u64) {
+        match self {
+            Job::Plain(i) => (i, 0),
+            Job::Synthetic(i) => (i, 1),
+            Job::Aligned(i) => (i, 2),
+        }
     }
-    let samples: Vec<(Vec<f32>, usize, f32)> = jobs
+}
+
+/// The patches (flattened) and labels of one epoch: every example once, augmented; every real
+/// photo once more as a generated-like sample when `options.synthetic`; and every aligned pair
+/// when `options.aligned`.
+fn epoch_patches(examples: &[&Example], options: &TrainOptions, epoch: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut jobs: Vec<Job> = (0..examples.len()).map(Job::Plain).collect();
+    let real = || (0..examples.len()).filter(|&i| !examples[i].positive);
+    if options.synthetic {
+        jobs.extend(real().map(Job::Synthetic));
+    }
+    if options.aligned {
+        jobs.extend(real().filter(|&i| examples[i].pair.is_some()).map(Job::Aligned));
+    }
+    let samples: Vec<Vec<(Vec<f32>, usize, f32)>> = jobs
         .par_iter()
-        .map(|&(i, synthetic)| {
-            let mut rng =
-                StdRng::seed_from_u64(mix(options.seed, epoch as u64, (i as u64) << 1 | synthetic as u64));
+        .map(|&job| {
+            let (i, kind) = job.index();
+            let mut rng = StdRng::seed_from_u64(mix(options.seed, epoch as u64, (i as u64) << 2 | kind));
             let example = examples[i];
-            let image = augment(&example.pixels, example.positive, synthetic, &mut rng);
-            let corners = select(&image, options.patches_per_sample);
-            let label = if example.positive || synthetic { 1.0 } else { 0.0 };
-            (residual_patches(&image, &corners), corners.len(), label)
+            let sample = |image: &RgbImage, corners: &[(usize, usize)], label: f32| {
+                (residual_patches(image, corners), corners.len(), label)
+            };
+            match (job, &example.pair) {
+                (Job::Aligned(_), Some(pair)) => {
+                    let (w, h) = example.pixels.dimensions();
+                    let (real, decoded) = augment_pair(pair, w, h, &mut rng);
+                    // the same patches of both members, so only the decoder's trace differs
+                    let corners = select(&real, options.patches_per_sample);
+                    vec![sample(&real, &corners, 0.0), sample(&decoded, &corners, 1.0)]
+                }
+                _ => {
+                    let synthetic = matches!(job, Job::Synthetic(_));
+                    let image = augment(&example.pixels, example.positive, synthetic, &mut rng);
+                    let corners = select(&image, options.patches_per_sample);
+                    vec![sample(&image, &corners, if example.positive || synthetic { 1.0 } else { 0.0 })]
+                }
+            }
         })
         .collect();
     let mut patches = Vec::new();
     let mut labels = Vec::new();
-    for (data, n, label) in samples {
+    for (data, n, label) in samples.into_iter().flatten() {
         patches.extend(data);
         labels.extend(std::iter::repeat_n(label, n));
     }
     (patches, labels)
+}
+
+/// Where and how one sample is cut and processed: a web chain drawn for the whole image
+/// (`width`×`height`), acting on a crop of an `available`-sized area that its downscale brings
+/// to 192-640 px.
+struct Cut {
+    x: u32,
+    y: u32,
+    side: u32,
+    factor: f64,
+    filter: Option<Filter>,
+    chain: WebChain,
+}
+
+impl Cut {
+    fn draw(rng: &mut StdRng, width: u32, height: u32, available: (u32, u32)) -> Cut {
+        let chain = WebChain::draw(rng, width, height);
+        let (factor, filter) = downscale_of(&chain, width);
+        let out_side = rng.random_range(CROP_SIDES.0..=CROP_SIDES.1);
+        let (aw, ah) = available;
+        let side = ((f64::from(out_side) / factor).round() as u32).min(aw).min(ah);
+        // on the 8×8 grid, so a source's own JPEG blocks stay aligned
+        let side = if side >= 8 { side / 8 * 8 } else { side };
+        let x = rng.random_range(0..=(aw - side) / 8) * 8;
+        let y = rng.random_range(0..=(ah - side) / 8) * 8;
+        Cut { x, y, side, factor, filter, chain }
+    }
+
+    fn crop(&self, pixels: &RgbImage) -> RgbImage {
+        imageops::crop_imm(pixels, self.x, self.y, self.side, self.side).to_image()
+    }
+
+    /// The chain (its downscale and encodings) applied to a crop.
+    fn process(&self, image: RgbImage) -> RgbImage {
+        let on_crop = chain_for_crop(&self.chain, image.width(), image.height(), self.factor, self.filter);
+        match on_crop.apply(&image, &DecodeLimits::default()) {
+            Ok(processed) => processed.rgb,
+            Err(e) => {
+                tracing::warn!("web chain {on_crop} failed on a {} px crop: {e}", self.side);
+                image
+            }
+        }
+    }
+}
+
+/// A generated image's prior compression, as a camera's or a web photo's file has (so that
+/// "compressed twice" is no shortcut): JPEG at quality 80-97 with probability 0.7.
+fn prior_compression(image: RgbImage, rng: &mut StdRng) -> RgbImage {
+    if rng.random_bool(0.7) {
+        jpeg_round_trip(&image, rng.random_range(80..=97))
+    } else {
+        image
+    }
 }
 
 /// One training sample from an image (see the module documentation): a web chain drawn for
@@ -275,17 +419,10 @@ fn epoch_patches(examples: &[&Example], options: &TrainOptions, epoch: usize) ->
 /// processing.
 pub fn augment(pixels: &RgbImage, positive: bool, synthetic: bool, rng: &mut StdRng) -> RgbImage {
     let (w, h) = pixels.dimensions();
-    let chain = WebChain::draw(rng, w, h);
-    let (factor, filter) = downscale_of(&chain, w);
-    let out_side = rng.random_range(CROP_SIDES.0..=CROP_SIDES.1);
-    let side = ((f64::from(out_side) / factor).round() as u32).min(w).min(h);
-    // on the 8×8 grid, so a source's own JPEG blocks stay aligned
-    let side = if side >= 8 { side / 8 * 8 } else { side };
-    let x = rng.random_range(0..=(w - side) / 8) * 8;
-    let y = rng.random_range(0..=(h - side) / 8) * 8;
-    let mut image = imageops::crop_imm(pixels, x, y, side, side).to_image();
-    if positive && rng.random_bool(0.7) {
-        image = jpeg_round_trip(&image, rng.random_range(80..=97));
+    let cut = Cut::draw(rng, w, h, (w, h));
+    let mut image = cut.crop(pixels);
+    if positive {
+        image = prior_compression(image, rng);
     }
     if synthetic {
         image = upsampled_like_a_generator(&image, rng);
@@ -293,14 +430,22 @@ pub fn augment(pixels: &RgbImage, positive: bool, synthetic: bool, rng: &mut Std
     if rng.random_bool(0.5) {
         imageops::flip_horizontal_in_place(&mut image);
     }
-    let on_crop = chain_for_crop(&chain, image.width(), image.height(), factor, filter);
-    match on_crop.apply(&image, &DecodeLimits::default()) {
-        Ok(processed) => processed.rgb,
-        Err(e) => {
-            tracing::warn!("web chain {on_crop} failed on a {side} px crop: {e}");
-            image
-        }
+    cut.process(image)
+}
+
+/// The two members of an aligned pair as training samples: the same crop of the region, the
+/// same flip and the same web chain (drawn for the whole `width`×`height` photo). The
+/// reconstruction gets a generated image's prior compression, as in [`augment`].
+pub fn augment_pair(pair: &Pair, width: u32, height: u32, rng: &mut StdRng) -> (RgbImage, RgbImage) {
+    let cut = Cut::draw(rng, width, height, pair.real.dimensions());
+    let real = cut.crop(&pair.real);
+    let mut decoded = prior_compression(cut.crop(&pair.decoded), rng);
+    let mut real = real;
+    if rng.random_bool(0.5) {
+        imageops::flip_horizontal_in_place(&mut real);
+        imageops::flip_horizontal_in_place(&mut decoded);
     }
+    (cut.process(real), cut.process(decoded))
 }
 
 /// The downscale factor of a chain drawn for an image `width` px wide (1 when it does not
@@ -618,6 +763,8 @@ mod tests {
             path: format!("{group}/{side}.png"),
             positive,
             group: group.to_string(),
+            labels_file: "labels.csv".to_string(),
+            pair: None,
             pixels: RgbImage::from_fn(side, side, |x, y| {
                 let v = x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503);
                 image::Rgb([(v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8])
