@@ -94,6 +94,9 @@ pub struct ServerSettings {
     pub queue: usize,
     /// Largest accepted image in bytes.
     pub max_upload_bytes: u64,
+    /// Request bodies (of keyed routes) held in memory at once, in bytes, counted by their
+    /// declared length (or the largest allowed without one); beyond it, 503 before reading.
+    pub upload_buffer_bytes: u64,
     /// Size of the result cache (0 disables it).
     pub result_cache_entries: usize,
     /// Seconds in-flight requests get at shutdown.

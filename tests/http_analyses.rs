@@ -159,10 +159,10 @@ async fn a_loopback_url_is_refused_by_default_and_never_contacted() {
     let (port, hits) = common::origin::server(common::origin::image_response(&small_jpeg())).await;
     for url in [format!("http://127.0.0.1:{port}/a.jpg"), format!("http://localhost:{port}/a.jpg")] {
         let (status, body) = submit_url(&server, &key, serde_json::json!({ "url": url })).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("url_refused")), "{url}: {body}");
+        assert_eq!((status, body["error"].as_str()), (422, Some("url_refused")), "{url}: {body}");
     }
     let (status, body) = submit_url(&server, &key, serde_json::json!({ "url": "file:///etc/passwd" })).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_url")));
+    assert_eq!((status, body["error"].as_str()), (422, Some("invalid_url")));
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the refused origin saw no request");
     let usage: Value = usage_request(&server, Some(&key)).send().await.unwrap().json().await.unwrap();
     assert_eq!(used(&usage)[1], 0, "refused submissions are not counted");

@@ -417,7 +417,7 @@ async fn model_slugs_are_validated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn missing_or_empty_file_is_400() {
+async fn a_missing_file_is_400_and_an_empty_one_415() {
     let server = TestServer::embedded().await;
     let key = server.key("free").await;
 
@@ -426,7 +426,7 @@ async fn missing_or_empty_file_is_400() {
     reply.error(400, "bad_request");
 
     let reply = detect(&server, Some(&key), None, form(Vec::new(), "empty.jpg", None)).await;
-    reply.error(400, "empty_file");
+    reply.error(415, "empty_file");
     reply.assert_quota_headers();
     assert_eq!(used_today(&server, &key).await, 0);
 }
@@ -851,6 +851,18 @@ async fn unknown_routes_and_methods_answer_json() {
     reply.error(404, "not_found");
     let reply = send(client().get(server.url("/api/detect"))).await;
     reply.error(405, "method_not_allowed");
+    assert_eq!(reply.must("allow"), "POST", "RFC 9110: a 405 names the allowed methods");
+    for (method, path, allow) in [
+        ("TRACE", "/health".to_string(), "GET, HEAD"),
+        ("PUT", "/api/v1/analyses/0123".to_string(), "GET, HEAD, DELETE"),
+        ("GET", "/api/v1/analyses/url".to_string(), "POST"),
+        ("DELETE", "/admin/keys/0123456789abcdef/tier".to_string(), "PUT"),
+    ] {
+        let reply =
+            send(client().request(method.parse().unwrap(), server.url(&path)).header("x-api-key", "x")).await;
+        reply.error(405, "method_not_allowed");
+        assert_eq!(reply.must("allow"), allow, "{method} {path}");
+    }
 }
 
 #[test]
@@ -929,8 +941,8 @@ async fn admin_key_lifecycle() {
     // tier: the next detection carries the new limits
     let bad =
         admin(&server, "PUT", &format!("/admin/keys/{id}/tier"), Some(json!({"tier": "gold"})), tok).await;
-    assert_eq!(bad.status, 400, "{}", bad.text);
-    bad.shape();
+    // well-formed but not configured: 422 (a malformed name is 400)
+    bad.error(422, "unknown_tier");
     let tiered =
         admin(&server, "PUT", &format!("/admin/keys/{id}/tier"), Some(json!({"tier": "premium"})), tok).await;
     assert_eq!(tiered.ok()["tier"], "premium");
@@ -947,13 +959,12 @@ async fn admin_key_lifecycle() {
     let revoked = admin(&server, "POST", &format!("/admin/keys/{id}/revoke"), None, tok).await.ok();
     assert_eq!(revoked["state"], "revoked");
     detect(&server, Some(&key), None, form(jpeg.clone(), "a.jpg", None)).await.error(401, "revoked_api_key");
+    // a state conflict, in HTTP terms 409
     let again = admin(&server, "POST", &format!("/admin/keys/{id}/enable"), None, tok).await;
-    assert_eq!(again.status, 400, "a revoked key was enabled again: {}", again.text);
-    again.shape();
+    again.error(409, "key_revoked");
     detect(&server, Some(&key), None, form(jpeg.clone(), "a.jpg", None)).await.error(401, "revoked_api_key");
     let rotate = admin(&server, "POST", &format!("/admin/keys/{id}/rotate"), None, tok).await;
-    assert_eq!(rotate.status, 400, "a revoked key was rotated: {}", rotate.text);
-    rotate.shape();
+    rotate.error(409, "key_revoked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -974,8 +985,11 @@ async fn admin_api_refuses_bad_tokens_and_bad_ids() {
     let reply =
         admin(&server, "POST", "/admin/keys", Some(json!({"name": "x", "tier": "gold"})), Some(ADMIN_TOKEN))
             .await;
-    assert_eq!(reply.status, 400, "unknown tier: {}", reply.text);
-    reply.shape();
+    reply.error(422, "unknown_tier");
+    let reply =
+        admin(&server, "POST", "/admin/keys", Some(json!({"name": "x", "tier": "Gold!"})), Some(ADMIN_TOKEN))
+            .await;
+    reply.error(400, "invalid_tier");
 
     admin(&server, "GET", "/admin/keys/NOT-AN-ID", None, Some(ADMIN_TOKEN))
         .await

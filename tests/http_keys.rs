@@ -128,7 +128,7 @@ async fn revoked_and_disabled_keys_are_refused() {
     assert_eq!((status, body["state"].as_str()), (200, Some("revoked")), "{body}");
     assert_refused(&server, &key, "revoked_api_key").await;
     let (status, body) = admin(&server, "POST", &format!("/admin/keys/{id}/enable"), None).await;
-    assert_eq!(status, 400, "revocation is final: {body}");
+    assert_eq!((status, body["error"].as_str()), (409, Some("key_revoked")), "revocation is final: {body}");
     assert_refused(&server, &key, "revoked_api_key").await;
 }
 

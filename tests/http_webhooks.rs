@@ -75,9 +75,9 @@ async fn delivered_on_the_third_attempt(server: TestServer) {
     let receiver = Receiver::start(vec![500, 500, 200]).await;
     let callback = receiver.url("/hooks/tellscan?src=test");
 
-    // a callback needs a secret to sign with
+    // a callback needs a secret to sign with: a state conflict until the account has one
     let (status, body) = submit(&server, &key, Some(&callback)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("webhook_secret_missing")), "{body}");
+    assert_eq!((status, body["error"].as_str()), (409, Some("webhook_secret_missing")), "{body}");
     let (status, created) = create_secret(&server, &key).await;
     assert_eq!(status, 201, "{created}");
     let secret = created["secret"].as_str().expect("secret").to_string();
@@ -189,7 +189,7 @@ async fn callback_urls_are_checked_at_submission(server: TestServer) {
         ("not a url", "invalid_callback_url"),
     ] {
         let (status, body) = submit(&server, &key, Some(url)).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some(code)), "{url}: {body}");
+        assert_eq!((status, body["error"].as_str()), (422, Some(code)), "{url}: {body}");
     }
     // a submission without a callback has no webhook section
     let (status, body) = submit(&server, &key, None).await;
@@ -232,7 +232,7 @@ async fn callbacks_to_loopback_are_refused_under_the_default_policy() {
     create_secret(&server, &key).await;
     let receiver = Receiver::start(vec![200]).await;
     let (status, body) = submit(&server, &key, Some(&receiver.url("/"))).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("callback_url_refused")), "{body}");
+    assert_eq!((status, body["error"].as_str()), (422, Some("callback_url_refused")), "{body}");
     // a name passes at submission (it is resolved when connecting) and the resolver refuses
     // the delivery
     let (status, body) = submit(&server, &key, Some(&format!("http://localhost:{}/", receiver.port))).await;

@@ -279,7 +279,9 @@ impl KeyService {
     /// cache period on other replicas. Revoked keys cannot be rotated.
     pub async fn rotate(&self, id: &KeyId) -> anyhow::Result<IssuedKey> {
         let mut record = self.get(id).await?;
-        anyhow::ensure!(record.state != KeyState::Revoked, "key {id} is revoked and cannot be rotated");
+        if record.state == KeyState::Revoked {
+            return Err(KeyConflict(format!("key {id} is revoked and cannot be rotated")).into());
+        }
         let key = ApiKey::with_new_secret(id.clone());
         record.secret_hash = hash_secret(&key).await?;
         record.rotated_at = Some(Utc::now());
@@ -291,10 +293,9 @@ impl KeyService {
     /// Move a key to `state`. A revoked key stays revoked.
     pub async fn set_state(&self, id: &KeyId, state: KeyState) -> anyhow::Result<KeyRecord> {
         let mut record = self.get(id).await?;
-        anyhow::ensure!(
-            record.state != KeyState::Revoked || state == KeyState::Revoked,
-            "key {id} is revoked; revocation is final"
-        );
+        if record.state == KeyState::Revoked && state != KeyState::Revoked {
+            return Err(KeyConflict(format!("key {id} is revoked; revocation is final")).into());
+        }
         record.state = state;
         self.store.put_key(&record).await?;
         self.forget(id);
@@ -316,6 +317,11 @@ impl KeyService {
 #[error("no key with id {0}")]
 pub struct UnknownKey(pub KeyId);
 
+/// A change the key's state does not allow (a revoked key cannot be rotated or re-enabled).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyConflict(pub String);
+
 fn cached_outcome(cached: Cached) -> Result<Principal, AuthError> {
     match cached {
         Cached::Valid(p) => Ok(p),
@@ -325,14 +331,14 @@ fn cached_outcome(cached: Cached) -> Result<Principal, AuthError> {
     }
 }
 
-/// Key names are labels for humans: printable, at most 100 characters.
-fn clean_name(name: &str) -> anyhow::Result<String> {
-    let name = name.trim();
+/// Key names are labels for humans: 1-100 characters, no control character, not only white
+/// space (the pattern `http::declared::KeyNameText` publishes); kept trimmed.
+pub(crate) fn clean_name(name: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
-        !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control),
-        "a key name is 1-100 printable characters"
+        name.chars().count() <= 100 && !name.chars().any(char::is_control) && !name.trim().is_empty(),
+        "a key name is 1-100 printable characters, not only white space"
     );
-    Ok(name.to_string())
+    Ok(name.trim().to_string())
 }
 
 async fn hash_secret(key: &ApiKey) -> anyhow::Result<String> {

@@ -12,10 +12,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::api::ApiTags;
+use super::declared::{AccountIdText, Declared, KeyIdText, KeyNameText, TierText};
 use super::errors::ApiError;
 use super::AppState;
-use crate::auth::key::{AccountId, KeyId, KeyRecord, KeyState};
-use crate::auth::{IssuedKey, UnknownKey};
+use crate::auth::key::{AccountId, KeyId, KeyRecord, KeyState, Tier};
+use crate::auth::{IssuedKey, KeyConflict, UnknownKey};
 
 /// The admin token, `Authorization: Bearer <token>`.
 #[derive(SecurityScheme)]
@@ -37,9 +38,11 @@ pub struct KeyView {
     pub state: String,
     /// RFC 3339.
     pub created_at: String,
-    /// RFC 3339, when rotated.
+    /// RFC 3339, when rotated; null before the first rotation.
+    #[oai(nullable)]
     pub rotated_at: Option<String>,
-    /// RFC 3339, last verification (granularity: the key cache period).
+    /// RFC 3339, last verification (granularity: the key cache period); null before the first.
+    #[oai(nullable)]
     pub last_used_at: Option<String>,
 }
 
@@ -77,18 +80,19 @@ impl From<IssuedKey> for IssuedKeyView {
 #[derive(Debug, Object)]
 pub struct CreateKey {
     /// A label for humans (1-100 printable characters).
-    pub name: String,
+    pub name: Declared<KeyNameText>,
     /// A configured tier (`free`, `premium`, `enterprise` by default).
-    pub tier: String,
-    /// Add the key to this existing account instead of a new one.
-    pub account: Option<String>,
+    pub tier: Declared<TierText>,
+    /// Add the key to this account instead of a new one (null or absent: a new account).
+    #[oai(nullable)]
+    pub account: Option<Declared<AccountIdText>>,
 }
 
 /// `PUT /admin/keys/{id}/tier`.
 #[derive(Debug, Object)]
 pub struct SetTier {
     /// A configured tier.
-    pub tier: String,
+    pub tier: Declared<TierText>,
 }
 
 /// Created.
@@ -119,13 +123,26 @@ fn check(state: &AppState, token: &AdminToken) -> Result<(), ApiError> {
     }
 }
 
-fn key_id(id: &str) -> Result<KeyId, ApiError> {
-    KeyId::parse(id).map_err(|e| ApiError::bad_request("invalid_key_id", e.to_string()))
+fn key_id(id: &Declared<KeyIdText>) -> Result<KeyId, ApiError> {
+    KeyId::parse(id.as_str()).map_err(|e| ApiError::bad_request("invalid_key_id", e.to_string()))
+}
+
+/// A well-formed tier name (400 otherwise) that is configured (422 otherwise).
+fn tier(state: &AppState, name: &Declared<TierText>) -> Result<Tier, ApiError> {
+    Tier::parse(name.as_str()).map_err(|e| ApiError::bad_request("invalid_tier", e.to_string()))?;
+    state
+        .settings
+        .quota
+        .tier(name.as_str())
+        .map_err(|e| ApiError::unprocessable("unknown_tier", e.to_string()))
 }
 
 fn failure(e: anyhow::Error) -> ApiError {
     if let Some(unknown) = e.downcast_ref::<UnknownKey>() {
         return ApiError::not_found("unknown_key", unknown.to_string());
+    }
+    if let Some(conflict) = e.downcast_ref::<KeyConflict>() {
+        return ApiError::conflict("key_revoked", conflict.to_string());
     }
     if let Some(store) = e.downcast_ref::<crate::store::StoreError>() {
         return ApiError::unavailable("store_unavailable", store.to_string(), 5);
@@ -136,7 +153,7 @@ fn failure(e: anyhow::Error) -> ApiError {
 #[OpenApi(tag = "ApiTags::Admin")]
 impl AdminApi {
     /// List keys.
-    #[oai(path = "/admin/keys", method = "get")]
+    #[oai(path = "/admin/keys", method = "get", operation_id = "list_keys")]
     async fn list(
         &self,
         token: AdminToken,
@@ -148,7 +165,7 @@ impl AdminApi {
     }
 
     /// Create a key; the answer holds the plaintext key, shown this once.
-    #[oai(path = "/admin/keys", method = "post")]
+    #[oai(path = "/admin/keys", method = "post", operation_id = "create_key")]
     async fn create(
         &self,
         token: AdminToken,
@@ -156,25 +173,25 @@ impl AdminApi {
         body: Json<CreateKey>,
     ) -> Result<Created, ApiError> {
         check(&state, &token)?;
-        let tier = state.settings.quota.tier(&body.tier).map_err(failure)?;
+        let tier = tier(&state, &body.tier)?;
         let account = body
             .account
-            .as_deref()
-            .map(AccountId::parse)
+            .as_ref()
+            .map(|a| AccountId::parse(a.as_str()))
             .transpose()
             .map_err(|e| ApiError::bad_request("invalid_account", e.to_string()))?;
-        let issued = state.keys.create_in(&body.name, tier, account).await.map_err(failure)?;
+        let issued = state.keys.create_in(body.name.as_str(), tier, account).await.map_err(failure)?;
         tracing::info!(key_id = %issued.record.id, tier = %issued.record.tier, "key created");
         Ok(Created::Created(Json(issued.into())))
     }
 
     /// One key.
-    #[oai(path = "/admin/keys/:id", method = "get")]
+    #[oai(path = "/admin/keys/:id", method = "get", operation_id = "get_key")]
     async fn get(
         &self,
         token: AdminToken,
         state: Data<&Arc<AppState>>,
-        id: Path<String>,
+        id: Path<Declared<KeyIdText>>,
     ) -> Result<Json<KeyView>, ApiError> {
         check(&state, &token)?;
         let record = state.keys.get(&key_id(&id)?).await.map_err(failure)?;
@@ -182,12 +199,12 @@ impl AdminApi {
     }
 
     /// Issue a new secret; the old one stops working at once on this replica.
-    #[oai(path = "/admin/keys/:id/rotate", method = "post")]
+    #[oai(path = "/admin/keys/:id/rotate", method = "post", operation_id = "rotate_key")]
     async fn rotate(
         &self,
         token: AdminToken,
         state: Data<&Arc<AppState>>,
-        id: Path<String>,
+        id: Path<Declared<KeyIdText>>,
     ) -> Result<Json<IssuedKeyView>, ApiError> {
         check(&state, &token)?;
         let issued = state.keys.rotate(&key_id(&id)?).await.map_err(failure)?;
@@ -196,49 +213,49 @@ impl AdminApi {
     }
 
     /// Disable a key (reversible).
-    #[oai(path = "/admin/keys/:id/disable", method = "post")]
+    #[oai(path = "/admin/keys/:id/disable", method = "post", operation_id = "disable_key")]
     async fn disable(
         &self,
         token: AdminToken,
         state: Data<&Arc<AppState>>,
-        id: Path<String>,
+        id: Path<Declared<KeyIdText>>,
     ) -> Result<Json<KeyView>, ApiError> {
         self.set_state(token, state, id, KeyState::Disabled).await
     }
 
     /// Enable a disabled key.
-    #[oai(path = "/admin/keys/:id/enable", method = "post")]
+    #[oai(path = "/admin/keys/:id/enable", method = "post", operation_id = "enable_key")]
     async fn enable(
         &self,
         token: AdminToken,
         state: Data<&Arc<AppState>>,
-        id: Path<String>,
+        id: Path<Declared<KeyIdText>>,
     ) -> Result<Json<KeyView>, ApiError> {
         self.set_state(token, state, id, KeyState::Active).await
     }
 
     /// Revoke a key for good.
-    #[oai(path = "/admin/keys/:id/revoke", method = "post")]
+    #[oai(path = "/admin/keys/:id/revoke", method = "post", operation_id = "revoke_key")]
     async fn revoke(
         &self,
         token: AdminToken,
         state: Data<&Arc<AppState>>,
-        id: Path<String>,
+        id: Path<Declared<KeyIdText>>,
     ) -> Result<Json<KeyView>, ApiError> {
         self.set_state(token, state, id, KeyState::Revoked).await
     }
 
     /// Move a key to another tier.
-    #[oai(path = "/admin/keys/:id/tier", method = "put")]
+    #[oai(path = "/admin/keys/:id/tier", method = "put", operation_id = "set_key_tier")]
     async fn set_tier(
         &self,
         token: AdminToken,
         state: Data<&Arc<AppState>>,
-        id: Path<String>,
+        id: Path<Declared<KeyIdText>>,
         body: Json<SetTier>,
     ) -> Result<Json<KeyView>, ApiError> {
         check(&state, &token)?;
-        let tier = state.settings.quota.tier(&body.tier).map_err(failure)?;
+        let tier = tier(&state, &body.tier)?;
         let record = state.keys.set_tier(&key_id(&id)?, tier).await.map_err(failure)?;
         tracing::info!(key_id = %record.id, tier = %record.tier, "key tier changed");
         Ok(Json(KeyView::from(&record)))
@@ -250,7 +267,7 @@ impl AdminApi {
         &self,
         token: AdminToken,
         state: Data<&Arc<AppState>>,
-        id: Path<String>,
+        id: Path<Declared<KeyIdText>>,
         to: KeyState,
     ) -> Result<Json<KeyView>, ApiError> {
         check(&state, &token)?;

@@ -1,7 +1,8 @@
 //! The checks every submission route shares (`/api/detect`, `/api/v1/analyses`, `…/url`):
 //! the `model` slug, the image bytes, and quota admission with its metrics and errors.
 
-use super::errors::ApiError;
+use super::declared::{Declared, ModelText};
+use super::errors::{ApiError, ErrorBody};
 use super::guard::QuotaSlot;
 use super::AppState;
 use crate::auth::Principal;
@@ -10,18 +11,25 @@ use crate::forensics::ImageFormat;
 use crate::quota::{Decision, GateError, QuotaState, Source, Ticket};
 
 /// Parse the optional `model` field.
-pub fn parse_model(model: Option<&str>) -> Result<Option<ModelSlug>, ApiError> {
-    model.map(ModelSlug::parse).transpose().map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))
+pub fn parse_model(model: Option<&Declared<ModelText>>) -> Result<Option<ModelSlug>, ApiError> {
+    model
+        .map(|m| ModelSlug::parse(m.as_str()))
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))
 }
 
-/// Check an uploaded or downloaded image: within `max` bytes, not empty, and a supported
-/// format by its magic bytes.
+/// Check an uploaded or downloaded image: within `max` bytes (413), not empty and a supported
+/// format by its magic bytes (415).
 pub fn check_image(bytes: &[u8], max: u64) -> Result<ImageFormat, ApiError> {
     if bytes.len() as u64 > max {
         return Err(ApiError::too_large(max));
     }
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("empty_file", "the file is empty"));
+        // no bytes are no supported format either: 415, like any other file that is not an image
+        return Err(ApiError::UnsupportedMediaType(ErrorBody::json(
+            "empty_file",
+            "the file is empty: send a JPEG, PNG, WebP, HEIC/HEIF or AVIF image",
+        )));
     }
     ImageFormat::sniff(bytes).ok_or_else(|| {
         ApiError::unsupported(

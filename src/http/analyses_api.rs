@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::types::multipart::Upload;
-use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
+use poem_openapi::{ApiResponse, Multipart, Object, OpenApi, Union};
 
 use super::api::{ApiKeyAuth, ApiTags};
+use super::declared::{AnalysisIdText, Declared, ExternalIdText, ModelText, Uploads, UrlText};
 use super::errors::{ApiError, ErrorBody};
 use super::guard::{keyed, QuotaSlot};
 use super::report_schema::ReportJson;
@@ -24,32 +24,37 @@ use crate::hexid::random_hex;
 use crate::outbound::client::FetchError;
 use crate::quota::{Source, Ticket};
 
-/// `POST /api/v1/analyses`.
+/// `POST /api/v1/analyses` (an unknown part is 400).
 #[derive(Debug, Multipart)]
+#[oai(deny_unknown_fields)]
 pub struct SubmitForm {
     /// One or more images (repeat the field for a batch): JPEG, PNG, WebP, HEIC/HEIF or AVIF,
     /// each at most 10 MiB, together within the request limit.
-    pub file: Vec<Upload>,
+    pub file: Uploads,
     /// Optional generator slug (`GET /api/models`).
-    pub model: Option<String>,
+    pub model: Option<Declared<ModelText>>,
     /// Your own reference for the analysis, returned as given (≤ 128 printable characters).
-    pub external_id: Option<String>,
+    pub external_id: Option<Declared<ExternalIdText>>,
     /// Where to POST the result when the analysis finishes (`http`/`https`, public address;
-    /// the account needs a webhook secret: `POST /api/v1/webhooks/secret`).
-    pub callback_url: Option<String>,
+    /// the account needs a webhook secret: `POST /api/v1/webhooks/secret`, else 409).
+    pub callback_url: Option<Declared<UrlText>>,
 }
 
 /// `POST /api/v1/analyses/url`.
 #[derive(Debug, Object)]
 pub struct SubmitUrl {
     /// `http` or `https` URL of the image.
-    pub url: String,
+    pub url: Declared<UrlText>,
     /// Optional generator slug.
-    pub model: Option<String>,
+    #[oai(nullable)]
+    pub model: Option<Declared<ModelText>>,
     /// Your reference (≤ 128 printable characters).
-    pub external_id: Option<String>,
-    /// Where to POST the result when the analysis finishes.
-    pub callback_url: Option<String>,
+    #[oai(nullable)]
+    pub external_id: Option<Declared<ExternalIdText>>,
+    /// Where to POST the result when the analysis finishes (the account needs a webhook
+    /// secret, else 409).
+    #[oai(nullable)]
+    pub callback_url: Option<Declared<UrlText>>,
 }
 
 /// A submitted or polled analysis.
@@ -59,22 +64,27 @@ pub struct AnalysisView {
     pub id: String,
     /// `processing`, `completed` or `failed`.
     pub status: String,
-    /// The uploaded file's name.
+    /// The uploaded file's name; null when the upload had none.
+    #[oai(nullable)]
     pub file_name: Option<String>,
     /// MIME type decided from the bytes.
     pub file_type: String,
-    /// Your reference.
+    /// Your reference; null without one.
+    #[oai(nullable)]
     pub external_id: Option<String>,
     /// Submission time (RFC 3339).
     pub created_at: String,
-    /// Completion time (RFC 3339), when finished.
+    /// Completion time (RFC 3339); null until finished.
+    #[oai(nullable)]
     pub completed_at: Option<String>,
     /// Seconds until completion is expected (submission answers only).
     #[oai(skip_serializing_if_is_none)]
     pub estimated_completion_seconds: Option<u64>,
-    /// The result, when completed.
+    /// The result; null unless completed.
+    #[oai(nullable)]
     pub result: Option<AnalysisResult>,
-    /// Why it failed, when failed.
+    /// Why it failed; null unless failed.
+    #[oai(nullable)]
     pub error: Option<ErrorBody>,
     /// Webhook deliveries, when a `callback_url` was given (absent from the webhook's own
     /// body, which is the same on every attempt).
@@ -101,9 +111,11 @@ pub struct DeliveryView {
     pub attempt: u32,
     /// When it was made (RFC 3339).
     pub at: String,
-    /// The receiver's HTTP status, when it answered.
+    /// The receiver's HTTP status; null when it did not answer.
+    #[oai(nullable)]
     pub status: Option<u16>,
-    /// Why it failed, when it did.
+    /// Why it failed; null when it did not.
+    #[oai(nullable)]
     pub error: Option<String>,
 }
 
@@ -171,15 +183,21 @@ pub struct Deleted {
     pub deleted: bool,
 }
 
+/// A submission's body: one analysis for one file, `analyses` for several.
+#[derive(Debug, Union)]
+pub enum SubmittedBody {
+    /// One file: its analysis.
+    One(Box<AnalysisView>),
+    /// Several files: one analysis each.
+    Batch(AnalysisBatch),
+}
+
 /// Submission answers.
 #[derive(ApiResponse)]
 pub enum Submitted {
-    /// One file: its analysis.
+    /// Accepted: the analysis of one file, or `analyses` with one per file.
     #[oai(status = 202)]
-    One(Json<Box<AnalysisView>>),
-    /// Several files: one analysis each (the same status code; the body has `analyses`).
-    #[oai(status = 202, actual_type = "Json<AnalysisBatch>")]
-    Batch(Json<AnalysisBatch>),
+    Accepted(Json<SubmittedBody>),
 }
 
 /// The analyses API.
@@ -202,15 +220,12 @@ impl AnalysesApi {
         slot: Data<&QuotaSlot>,
         form: SubmitForm,
     ) -> Result<Submitted, ApiError> {
-        let model = admission::parse_model(form.model.as_deref())?;
-        let external_id = form.external_id.map(check_external_id).transpose()?;
+        let model = admission::parse_model(form.model.as_ref())?;
+        let external_id = form.external_id.map(|e| check_external_id(e.text)).transpose()?;
         let callback_url = check_callback(&state, &principal, form.callback_url).await?;
-        if form.file.is_empty() {
-            return Err(ApiError::bad_request("missing_file", "send at least one 'file' field"));
-        }
         let max = state.settings.server.max_upload_bytes;
-        let mut files = Vec::with_capacity(form.file.len());
-        for upload in form.file {
+        let mut files = Vec::with_capacity(form.file.0.len());
+        for upload in form.file.0 {
             if upload.size() as u64 > max {
                 return Err(ApiError::too_large(max));
             }
@@ -246,10 +261,10 @@ impl AnalysesApi {
         body: Json<SubmitUrl>,
     ) -> Result<Submitted, ApiError> {
         let body = body.0;
-        let model = admission::parse_model(body.model.as_deref())?;
-        let external_id = body.external_id.map(check_external_id).transpose()?;
+        let model = admission::parse_model(body.model.as_ref())?;
+        let external_id = body.external_id.map(|e| check_external_id(e.text)).transpose()?;
         let callback_url = check_callback(&state, &principal, body.callback_url).await?;
-        let url = state.outbound.check(&body.url).map_err(fetch_error)?;
+        let url = state.outbound.check(body.url.as_str()).map_err(fetch_error)?;
         let max = state.settings.server.max_upload_bytes;
         let fetched = state.outbound.fetch(url.as_str(), max).await.map_err(fetch_error)?;
         let format = admission::check_image(&fetched.bytes, max)?;
@@ -274,7 +289,7 @@ impl AnalysesApi {
         _auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         principal: Data<&Principal>,
-        id: Path<String>,
+        id: Path<Declared<AnalysisIdText>>,
     ) -> Result<Json<AnalysisView>, ApiError> {
         let record = owned(&state, &principal, &id).await?;
         Ok(Json(view_of(&record, state.settings.analyses.webhook_attempts)))
@@ -292,7 +307,7 @@ impl AnalysesApi {
         _auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         principal: Data<&Principal>,
-        id: Path<String>,
+        id: Path<Declared<AnalysisIdText>>,
     ) -> Result<Json<Deleted>, ApiError> {
         let record = owned(&state, &principal, &id).await?;
         state.analyses.delete_analysis(&record.id).await.map_err(|_| analysis_store_down())?;
@@ -351,18 +366,18 @@ const WEBHOOK_SECRET_BYTES: usize = 32;
 async fn check_callback(
     state: &AppState,
     principal: &Principal,
-    url: Option<String>,
+    url: Option<Declared<UrlText>>,
 ) -> Result<Option<String>, ApiError> {
     let Some(url) = url else {
         return Ok(None);
     };
-    let url = state.webhook_client.check(&url).map_err(|e| match e {
-        FetchError::Refused { .. } => ApiError::bad_request("callback_url_refused", e.to_string()),
-        _ => ApiError::bad_request("invalid_callback_url", e.to_string()),
+    let url = state.webhook_client.check(url.as_str()).map_err(|e| match e {
+        FetchError::Refused { .. } => ApiError::unprocessable("callback_url_refused", e.to_string()),
+        _ => ApiError::unprocessable("invalid_callback_url", e.to_string()),
     })?;
     let secret = state.store.webhook_secret(&principal.account).await.map_err(|_| analysis_store_down())?;
     if secret.is_none() {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::conflict(
             "webhook_secret_missing",
             "this account has no webhook secret to sign deliveries with: create one with \
              POST /api/v1/webhooks/secret (it is shown once), then submit again",
@@ -427,17 +442,17 @@ async fn queue_files(
 }
 
 fn submitted(mut views: Vec<AnalysisView>) -> Submitted {
-    if views.len() == 1 {
-        Submitted::One(Json(Box::new(views.remove(0))))
+    Submitted::Accepted(Json(if views.len() == 1 {
+        SubmittedBody::One(Box::new(views.remove(0)))
     } else {
-        Submitted::Batch(Json(AnalysisBatch { analyses: views }))
-    }
+        SubmittedBody::Batch(AnalysisBatch { analyses: views })
+    }))
 }
 
 fn fetch_error(e: FetchError) -> ApiError {
     match e {
-        FetchError::InvalidUrl(_) => ApiError::bad_request("invalid_url", e.to_string()),
-        FetchError::Refused { .. } => ApiError::bad_request("url_refused", e.to_string()),
+        FetchError::InvalidUrl(_) => ApiError::unprocessable("invalid_url", e.to_string()),
+        FetchError::Refused { .. } => ApiError::unprocessable("url_refused", e.to_string()),
         FetchError::TooLarge(limit) => ApiError::too_large(limit),
         FetchError::Timeout | FetchError::Status(_) | FetchError::Network(_) => {
             ApiError::unprocessable("url_unreachable", format!("the image could not be downloaded: {e}"))
@@ -469,9 +484,13 @@ async fn admit_all(
 }
 
 /// The record `id` names, if it belongs to the caller's account.
-async fn owned(state: &AppState, principal: &Principal, id: &str) -> Result<AnalysisRecord, ApiError> {
-    let id =
-        AnalysisId::parse(id).map_err(|e| ApiError::bad_request("invalid_analysis_id", e.to_string()))?;
+async fn owned(
+    state: &AppState,
+    principal: &Principal,
+    id: &Declared<AnalysisIdText>,
+) -> Result<AnalysisRecord, ApiError> {
+    let id = AnalysisId::parse(id.as_str())
+        .map_err(|e| ApiError::bad_request("invalid_analysis_id", e.to_string()))?;
     let record = state
         .analyses
         .get_analysis(&id)
@@ -488,7 +507,9 @@ fn analysis_store_down() -> ApiError {
     ApiError::unavailable("store_unavailable", "the analysis store cannot be reached", 5)
 }
 
-fn check_external_id(value: String) -> Result<String, ApiError> {
+/// A client's reference: 1-128 characters, no control character (the pattern
+/// `declared::ExternalIdText` publishes).
+pub(crate) fn check_external_id(value: String) -> Result<String, ApiError> {
     let ok = !value.is_empty() && value.chars().count() <= 128 && value.chars().all(|c| !c.is_control());
     if ok {
         Ok(value)

@@ -12,6 +12,7 @@ use poem_openapi::types::Binary;
 use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, SecurityScheme, Tags};
 use sha2::{Digest, Sha256};
 
+use super::declared::{Declared, ModelText};
 use super::errors::ApiError;
 use super::guard::{keyed, AuthElapsed, QuotaSlot};
 use super::report_schema::ReportJson;
@@ -51,13 +52,14 @@ pub enum DetectionSource {
     Website,
 }
 
-/// The multipart form of `POST /api/detect`.
+/// The multipart form of `POST /api/detect` (an unknown part is 400).
 #[derive(Debug, Multipart)]
+#[oai(deny_unknown_fields)]
 pub struct DetectForm {
     /// The image: JPEG, PNG, WebP, HEIC/HEIF or AVIF (decided by its bytes), at most 10 MiB.
     pub file: Binary<Vec<u8>>,
     /// Optional generator slug (`GET /api/models`); the report then carries `model.score`.
-    pub model: Option<String>,
+    pub model: Option<Declared<ModelText>>,
 }
 
 /// A successful detection.
@@ -200,7 +202,7 @@ impl PublicApi {
         auth_elapsed: Data<&AuthElapsed>,
         form: DetectForm,
     ) -> Result<DetectResponse, ApiError> {
-        let model = admission::parse_model(form.model.as_deref())?;
+        let model = admission::parse_model(form.model.as_ref())?;
         let bytes = form.file.0;
         admission::check_image(&bytes, state.settings.server.max_upload_bytes)?;
         let options = DetectOptions { from_extension: source.is_extension() };

@@ -31,6 +31,10 @@ pub enum ApiError {
     /// The resource does not exist.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The resource's state does not allow this (a revoked key; an account without a webhook
+    /// secret asked to sign).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
     /// The image (or the request body) is larger than the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -51,30 +55,37 @@ pub enum ApiError {
     Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
 }
 
-fn body(code: &str, detail: impl Into<String>) -> Json<ErrorBody> {
-    Json(ErrorBody { error: code.to_string(), detail: detail.into() })
+impl ErrorBody {
+    /// The JSON body with `code` and `detail`.
+    pub fn json(code: &str, detail: impl Into<String>) -> Json<ErrorBody> {
+        Json(ErrorBody { error: code.to_string(), detail: detail.into() })
+    }
 }
 
 impl ApiError {
     /// 400 with a code.
     pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
-        ApiError::BadRequest(body(code, detail))
+        ApiError::BadRequest(ErrorBody::json(code, detail))
     }
     /// 401 with a code.
     pub fn unauthorized(code: &str, detail: impl Into<String>) -> Self {
-        ApiError::Unauthorized(body(code, detail))
+        ApiError::Unauthorized(ErrorBody::json(code, detail))
     }
     /// 403 with a code.
     pub fn forbidden(code: &str, detail: impl Into<String>) -> Self {
-        ApiError::Forbidden(body(code, detail))
+        ApiError::Forbidden(ErrorBody::json(code, detail))
     }
     /// 404 with a code.
     pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
-        ApiError::NotFound(body(code, detail))
+        ApiError::NotFound(ErrorBody::json(code, detail))
+    }
+    /// 409 with a code.
+    pub fn conflict(code: &str, detail: impl Into<String>) -> Self {
+        ApiError::Conflict(ErrorBody::json(code, detail))
     }
     /// 413 for a file over `limit` bytes.
     pub fn too_large(limit: u64) -> Self {
-        ApiError::PayloadTooLarge(body(
+        ApiError::PayloadTooLarge(ErrorBody::json(
             "payload_too_large",
             format!(
                 "the image is larger than the limit of {limit} bytes ({:.1} MiB)",
@@ -84,16 +95,16 @@ impl ApiError {
     }
     /// 415 with a detail.
     pub fn unsupported(detail: impl Into<String>) -> Self {
-        ApiError::UnsupportedMediaType(body("unsupported_media", detail))
+        ApiError::UnsupportedMediaType(ErrorBody::json("unsupported_media", detail))
     }
     /// 422 with a code.
     pub fn unprocessable(code: &str, detail: impl Into<String>) -> Self {
-        ApiError::Unprocessable(body(code, detail))
+        ApiError::Unprocessable(ErrorBody::json(code, detail))
     }
     /// 429 with `Retry-After`.
     pub fn quota_exceeded(window: &str, limit: u64, retry_after: u64) -> Self {
         ApiError::TooManyRequests(
-            body(
+            ErrorBody::json(
                 "quota_exceeded",
                 format!("the {window} quota of {limit} requests is used up; retry in {retry_after} s"),
             ),
@@ -102,11 +113,11 @@ impl ApiError {
     }
     /// 500 with a detail.
     pub fn internal(detail: impl Into<String>) -> Self {
-        ApiError::Internal(body("internal_error", detail))
+        ApiError::Internal(ErrorBody::json("internal_error", detail))
     }
     /// 503 with a code and `Retry-After`.
     pub fn unavailable(code: &str, detail: impl Into<String>, retry_after: u64) -> Self {
-        ApiError::Unavailable(body(code, detail), retry_after)
+        ApiError::Unavailable(ErrorBody::json(code, detail), retry_after)
     }
 
     /// Whether this is a failure of the server (refunded).
@@ -128,6 +139,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         403 => "forbidden",
         404 => "not_found",
         405 => "method_not_allowed",
+        409 => "conflict",
         411 => "length_required",
         413 => "payload_too_large",
         415 => "unsupported_media",
@@ -162,7 +174,7 @@ pub fn shape(response: Response, message: &str) -> Response {
         (_, "") => status.canonical_reason().unwrap_or("error").to_string(),
         (_, m) => m.to_string(),
     };
-    let mut shaped = body(code_for(status), detail).into_response();
+    let mut shaped = ErrorBody::json(code_for(status), detail).into_response();
     shaped.set_status(status);
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

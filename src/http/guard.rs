@@ -1,5 +1,6 @@
 //! The guard in front of every keyed route: verifies `x-api-key`, parses
-//! `x-detection-source`, bounds the request body while it streams in, and sets the quota
+//! `x-detection-source`, reserves the request body's bytes in the [`UploadBudget`] (503
+//! before reading when it is spent), bounds the body while it streams in, and sets the quota
 //! headers on whatever the route answers (success, 4xx and 429 alike).
 //!
 //! Handlers behind it read the verified [`Principal`], the [`Source`] and the
@@ -14,8 +15,8 @@ use poem::http::header;
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::errors::{error_response, ApiError};
-use super::{ratelimit, AppState};
-use crate::auth::AuthError;
+use super::{admission, ratelimit, AppState};
+use crate::auth::{AuthError, Principal};
 use crate::quota::{QuotaState, Source};
 
 /// Bytes a multipart body may carry beyond the image: boundaries, part headers, `model`.
@@ -33,6 +34,26 @@ impl QuotaSlot {
 
     fn take(&self) -> Option<QuotaState> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Request bodies held in memory at once, in KiB permits: a request reserves its declared
+/// length (or the largest allowed without one) before its body is read, and gives it back
+/// when answered.
+pub struct UploadBudget(Arc<tokio::sync::Semaphore>);
+
+impl UploadBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: u64) -> UploadBudget {
+        let kib =
+            usize::try_from(bytes / 1024).unwrap_or(usize::MAX).min(tokio::sync::Semaphore::MAX_PERMITS);
+        UploadBudget(Arc::new(tokio::sync::Semaphore::new(kib)))
+    }
+
+    /// Reserve `bytes` (at least 1 KiB); `None` when the budget cannot hold them now.
+    fn reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.0).try_acquire_many_owned(kib).ok()
     }
 }
 
@@ -76,7 +97,7 @@ impl<E: Endpoint> Endpoint for KeyGuard<E> {
                 req.extensions_mut().insert(source);
                 req.extensions_mut().insert(slot.clone());
                 req.extensions_mut().insert(AuthElapsed(auth_elapsed));
-                let mut response = self.call_limited(req, &state).await;
+                let mut response = self.call_limited(req, &state, &principal, &slot).await;
                 response.extensions_mut().insert(SourceTag(source));
                 response
             }
@@ -97,7 +118,13 @@ impl<E: Endpoint> Endpoint for KeyGuard<E> {
 impl<E: Endpoint> KeyGuard<E> {
     /// Call the route with its body bounded: a declared length over the limit is refused
     /// before anything is read, and a body that streams past it is cut off and answered 413.
-    async fn call_limited(&self, mut req: Request, state: &AppState) -> Response {
+    async fn call_limited(
+        &self,
+        mut req: Request,
+        state: &AppState,
+        principal: &Principal,
+        slot: &QuotaSlot,
+    ) -> Response {
         let max_image = state.settings.server.max_upload_bytes;
         let limit = max_image + MULTIPART_SLACK;
         let declared = req
@@ -108,6 +135,27 @@ impl<E: Endpoint> KeyGuard<E> {
         if declared.is_some_and(|n| n > limit) {
             return ApiError::too_large(max_image).into_response();
         }
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let body_bytes = if chunked { limit } else { declared.unwrap_or(0) };
+        let _held = if body_bytes == 0 {
+            None
+        } else if let Some(permit) = state.uploads.reserve(body_bytes) {
+            Some(permit)
+        } else {
+            // a client whose quota is used up hears 429 (with its real Retry-After), not 503
+            if let Ok((q, _)) = state.quota.usage(principal).await {
+                if !q.admitted {
+                    return admission::denied(state, slot, q).into_response();
+                }
+            }
+            state.metrics.overloaded.inc();
+            return ApiError::unavailable(
+                "overloaded",
+                "the server holds as many uploads as it may; retry shortly",
+                1,
+            )
+            .into_response();
+        };
         let exceeded = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&exceeded);
         let mut seen = 0u64;

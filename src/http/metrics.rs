@@ -119,7 +119,7 @@ impl Metrics {
         let overloaded = Counter::default();
         registry.register(
             "overloaded",
-            "Requests shed with 503 because the detection pool was full",
+            "Requests shed with 503 because the detection pool or the upload budget was full",
             overloaded.clone(),
         );
         let cache_hits = Counter::default();

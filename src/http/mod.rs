@@ -4,14 +4,17 @@
 
 pub mod admin;
 pub mod admission;
+pub mod allow;
 pub mod analyses_api;
 pub mod api;
 pub mod cache;
+pub mod declared;
 pub mod errors;
 pub mod guard;
 pub mod metrics;
 pub mod ratelimit;
 pub mod report_schema;
+pub mod spec;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -64,6 +67,8 @@ pub struct AppState {
     pub webhook_client: OutboundClient,
     /// Wake-ups of this replica's analysis workers and webhook senders.
     pub wakers: crate::analyses::Wakers,
+    /// The budget of request bodies held at once (`server.upload_buffer_bytes`).
+    pub uploads: guard::UploadBudget,
 }
 
 /// The stores the settings select: keys and counters, and analyses (the same backend).
@@ -112,6 +117,7 @@ impl AppState {
             settings.analyses.address_policy()?,
             Duration::from_secs(settings.analyses.webhook_timeout_secs),
         )?;
+        let uploads = guard::UploadBudget::new(settings.server.upload_buffer_bytes);
         Ok(Arc::new(AppState {
             settings,
             detector,
@@ -125,6 +131,7 @@ impl AppState {
             outbound,
             webhook_client,
             wakers: crate::analyses::Wakers::default(),
+            uploads,
         }))
     }
 }
@@ -142,16 +149,16 @@ pub fn openapi_service() -> OpenApiService<(api::PublicApi, analyses_api::Analys
     )
 }
 
-/// The OpenAPI document as the server serves it.
+/// The OpenAPI document as the server serves it (generated, then refined by [`spec`]).
 pub fn openapi_json() -> String {
-    openapi_service().spec()
+    spec::served(|| openapi_service().spec()).to_string()
 }
 
 /// All routes, with the state attached.
 pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
     let service = openapi_service();
     let docs = service.swagger_ui();
-    let spec = service.spec_endpoint();
+    let spec = make(|_| async { openapi_json().with_content_type("application/json; charset=utf-8") });
     let metrics_state = Arc::clone(&state);
     Route::new()
         .nest("/", service)
@@ -180,14 +187,21 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .around(move |ep, req| observe(ep, req, Arc::clone(&state)))
 }
 
-/// Shape every error, and count every request by route, status and source.
+/// Shape every error, name the allowed methods on a 405, and count every request by route,
+/// status and source.
 async fn observe<E: Endpoint>(ep: Arc<E>, req: Request, state: Arc<AppState>) -> poem::Result<Response> {
-    let route = route_label(req.uri().path());
-    let response = match ep.call(req).await.map(IntoResponse::into_response) {
+    let path = req.uri().path().to_string();
+    let route = route_label(&path);
+    let mut response = match ep.call(req).await.map(IntoResponse::into_response) {
         Ok(r) if r.status().is_client_error() || r.status().is_server_error() => errors::shape(r, ""),
         Ok(r) => r,
         Err(e) => error_response(e),
     };
+    if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(allow) = allow::allow_for(&path).and_then(|a| a.parse().ok()) {
+            response.headers_mut().insert(poem::http::header::ALLOW, allow);
+        }
+    }
     let source = response.extensions().get::<SourceTag>().map_or("none", |s| s.0.name());
     state.metrics.request(route, response.status().as_u16(), source);
     Ok(response)

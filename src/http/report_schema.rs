@@ -9,7 +9,7 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 
 use crate::forensics::report::Flag;
-use crate::forensics::{Report, Verdict};
+use crate::forensics::{ImageFormat, Report, Verdict};
 
 /// A report on its way out of the API.
 #[derive(Debug, Clone)]
@@ -38,12 +38,24 @@ fn strings(description: &'static str) -> MetaSchemaRef {
     }))
 }
 
+/// An object whose every property is always present (the report's nested records).
 fn object(description: &'static str, properties: Vec<(&'static str, MetaSchemaRef)>) -> MetaSchemaRef {
     MetaSchemaRef::Inline(Box::new(MetaSchema {
         description: Some(description),
+        required: properties.iter().map(|(name, _)| *name).collect(),
         properties,
         ..MetaSchema::new("object")
     }))
+}
+
+/// `schema`, which may also be `null` (an `Option` serde writes as `null`).
+fn nullable(schema: MetaSchemaRef) -> MetaSchemaRef {
+    match schema {
+        MetaSchemaRef::Inline(schema) => {
+            MetaSchemaRef::Inline(Box::new(MetaSchema { nullable: true, ..*schema }))
+        }
+        reference => reference,
+    }
 }
 
 fn module_schema() -> MetaSchemaRef {
@@ -57,7 +69,7 @@ fn module_schema() -> MetaSchemaRef {
     }));
     MetaSchemaRef::Inline(Box::new(MetaSchema {
         description: Some("One forensic module's evidence"),
-        required: vec!["score", "flags", "explanations"],
+        required: vec!["score", "abstained", "flags", "explanations", "elapsed_ms"],
         properties: vec![
             (
                 "score",
@@ -100,6 +112,13 @@ fn report_schema() -> MetaSchema {
             "explanations",
             "hashes",
             "modules",
+            "generator",
+            "image",
+            "cached",
+            "elapsed_ms",
+            "details",
+            "regions",
+            "file_metadata",
         ],
         properties: vec![
             (
@@ -124,20 +143,25 @@ fn report_schema() -> MetaSchema {
             ),
             (
                 "generator",
-                object(
-                    "The generator family the evidence names, when attributable",
-                    vec![
+                nullable(MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    description: Some("The generator family the evidence names; null when not attributable"),
+                    required: vec!["family", "confidence"],
+                    properties: vec![
                         ("family", field("string", "Family slug (see GET /api/models), or unknown")),
                         ("confidence", number("0-1", 0.0, 1.0)),
-                        ("tool", field("string", "The tool that wrote the metadata")),
-                        ("model", field("string", "Checkpoint or model name from the metadata")),
+                        ("tool", field("string", "The tool that wrote the metadata, when it is known")),
+                        (
+                            "model",
+                            field("string", "Checkpoint or model name from the metadata, when written"),
+                        ),
                     ],
-                ),
+                    ..MetaSchema::new("object")
+                }))),
             ),
             (
                 "model",
                 object(
-                    "Score for the family named in the request's model field",
+                    "Score for the family named in the request's model field (absent without one)",
                     vec![
                         ("slug", field("string", "The requested slug")),
                         ("score", number("0-100", 0.0, 100.0)),
@@ -149,7 +173,14 @@ fn report_schema() -> MetaSchema {
                 object(
                     "The decoded image",
                     vec![
-                        ("format", field("string", "jpeg, png, webp, heif or avif")),
+                        (
+                            "format",
+                            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                                description: Some("The format read from the magic bytes"),
+                                enum_items: ImageFormat::ALL.iter().map(|f| f.name().into()).collect(),
+                                ..MetaSchema::new("string")
+                            })),
+                        ),
                         ("width", field("integer", "pixels")),
                         ("height", field("integer", "pixels")),
                         ("bytes", field("integer", "file size")),
@@ -196,11 +227,26 @@ fn report_schema() -> MetaSchema {
                 object(
                     "Creator, dates, camera, software and dimensions read from the file",
                     vec![
-                        ("creator", field("string", "author or artist")),
-                        ("created", field("string", "creation date as written in the file")),
-                        ("modified", field("string", "modification date as written in the file")),
-                        ("camera", field("string", "make and model")),
-                        ("software", field("string", "software that wrote the file")),
+                        ("creator", nullable(field("string", "author or artist; null when not written"))),
+                        (
+                            "created",
+                            nullable(field(
+                                "string",
+                                "creation date as written in the file; null when not written",
+                            )),
+                        ),
+                        (
+                            "modified",
+                            nullable(field(
+                                "string",
+                                "modification date as written in the file; null when not written",
+                            )),
+                        ),
+                        ("camera", nullable(field("string", "make and model; null when not written"))),
+                        (
+                            "software",
+                            nullable(field("string", "software that wrote the file; null when not written")),
+                        ),
                         ("width", field("integer", "pixels")),
                         ("height", field("integer", "pixels")),
                     ],

@@ -28,6 +28,9 @@ const AVIF_BRANDS: &[&[u8; 4]] = &[b"avif", b"avis"];
 const GENERIC_HEIF_BRANDS: &[&[u8; 4]] = &[b"mif1", b"msf1"];
 
 impl ImageFormat {
+    /// Every accepted format.
+    pub const ALL: [ImageFormat; 5] = [Self::Jpeg, Self::Png, Self::Webp, Self::Heif, Self::Avif];
+
     /// Decide the format from the first bytes of a file; `None` for anything unsupported.
     pub fn sniff(bytes: &[u8]) -> Option<Self> {
         if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
