@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::key::Tier;
 use crate::forensics::provenance::ProvenanceConfig;
+use crate::forensics::weights::WeightsSource;
 use crate::forensics::{DecodeLimits, DetectorConfig};
 use crate::quota::TierLimits;
 
@@ -209,10 +210,11 @@ pub struct DetectorSettings {
     /// PEM file of C2PA trust anchors; empty for none.
     #[serde(deserialize_with = "lenient_string")]
     pub trust_anchors: String,
-    /// The `ml` module's weights (safetensors, from `tellscan train`).
-    pub weights: PathBuf,
-    /// The calibrated fusion (JSON, from `tellscan calibrate`).
-    pub fusion: PathBuf,
+    /// The `ml` module's weights (safetensors, from `tellscan train`); empty for the copy built
+    /// into the binary.
+    pub weights: WeightsSource,
+    /// The calibrated fusion (JSON, from `tellscan calibrate`); empty for the built-in copy.
+    pub fusion: WeightsSource,
 }
 
 impl DetectorSettings {
@@ -229,12 +231,13 @@ impl DetectorSettings {
 }
 
 /// Environment variables read as shortcuts for nested settings.
-const ENV_SHORTCUTS: [(&str, &str); 5] = [
+const ENV_SHORTCUTS: [(&str, &str); 6] = [
     ("TELLSCAN_ADDR", "server.addr"),
     ("TELLSCAN_DATA_DIR", "server.data_dir"),
     ("TELLSCAN_REDIS_URL", "store.redis_url"),
     ("REDIS_URL", "store.redis_url"),
     ("TELLSCAN_ADMIN_TOKEN", "admin.token"),
+    ("TELLSCAN_C2PA_TRUST_ANCHORS", "detector.trust_anchors"),
 ];
 
 impl Settings {

@@ -80,7 +80,10 @@ fn broken_weights_are_clear_errors() {
     assert!(MlModel::load(&foreign).unwrap_err().to_string().contains("unexpected tensor conv9.weight"));
 
     // the detector refuses to start without its weights
-    let config = DetectorConfig { ml_weights: Some(missing.clone()), ..DetectorConfig::default() };
+    let config = DetectorConfig {
+        ml_weights: Some(tellscan::forensics::weights::WeightsSource::File(missing.clone())),
+        ..DetectorConfig::default()
+    };
     let err = Detector::new(&config).err().expect("no detector without weights");
     assert!(format!("{err:#}").contains("nothing.safetensors"), "{err:#}");
 }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use crate::eval::metrics::{expected_calibration_error, roc_auc};
 use crate::eval::{self, transform, EvalOptions, Label, LabelRow, Outcome};
 use crate::forensics::report::{AI_GENERATED_FROM, LIKELY_AI_FROM, UNCERTAIN_FROM};
+use crate::forensics::weights::WeightsSource;
 use crate::forensics::{DecodeLimits, Detector, DetectorConfig};
 use crate::learn::calibration::{self, BandTargets, Calibration, Sample, BAND_TARGETS, ECE_BINS, L2_GRID};
 
@@ -126,7 +127,8 @@ impl FoldDetectors {
             let text = std::fs::read_to_string(&sources)
                 .with_context(|| format!("cannot read the sources of {name}: {}", sources.display()))?;
             let held_out = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-            let detector = Detector::new(&DetectorConfig { ml_weights: Some(weights), ..config.clone() })?;
+            let config = DetectorConfig { ml_weights: Some(WeightsSource::File(weights)), ..config.clone() };
+            let detector = Detector::new(&config)?;
             folds.push((held_out, detector));
         }
         ensure!(!folds.is_empty(), "{} holds no fold-K.safetensors", dir.display());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use super::serve::{runtime, StoreArgs};
+use super::serve::runtime;
 use crate::auth::key::{AccountId, KeyId, KeyRecord, KeyState};
 use crate::auth::KeyService;
 use crate::http::open_stores;
@@ -64,10 +64,12 @@ pub enum KeysCommand {
 }
 
 /// Run one key command.
-pub fn run(store_args: &StoreArgs, command: &KeysCommand) -> anyhow::Result<std::process::ExitCode> {
-    let settings = store_args.settings()?;
+pub fn run(
+    settings: &crate::config::Settings,
+    command: &KeysCommand,
+) -> anyhow::Result<std::process::ExitCode> {
     runtime()?.block_on(async move {
-        let store = open_stores(&settings).map_err(|e| explain_locked(e, &settings))?.store;
+        let store = open_stores(settings).map_err(|e| explain_locked(e, settings))?.store;
         let keys = KeyService::new(Arc::clone(&store), Duration::ZERO);
         match command {
             KeysCommand::Create { tier, name, account } => {
@@ -91,7 +93,7 @@ pub fn run(store_args: &StoreArgs, command: &KeysCommand) -> anyhow::Result<std:
                         println!(
                             "{:<16}  {:<10}  {:<8}  {:<25}  {}",
                             r.id,
-                            r.tier,
+                            r.tier.as_str(),
                             r.state.name(),
                             used,
                             r.name

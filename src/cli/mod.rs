@@ -9,38 +9,90 @@ mod serve;
 mod train;
 
 pub use keys::KeysCommand;
-pub use serve::StoreArgs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::config::Settings;
 use crate::eval::transform::Perturbations;
-use crate::forensics::provenance::ProvenanceConfig;
-use crate::forensics::{DecodeLimits, Detector, DetectorConfig};
+use crate::forensics::fusion::FusionWeights;
+use crate::forensics::ml::MlModel;
+use crate::forensics::weights::{WeightsSource, BUILT_IN_FUSION, BUILT_IN_MODEL};
+use crate::forensics::{Detector, DetectorConfig};
 
 /// tellscan: tells whether an image was made by a generative model, and why.
 #[derive(Debug, Parser)]
-#[command(name = "tellscan", version, about)]
+#[command(name = "tellscan", about, disable_version_flag = true)]
 pub struct Cli {
-    /// Largest accepted width × height of an image.
-    #[arg(long, global = true, default_value_t = DecodeLimits::default().max_pixels)]
-    pub max_pixels: u64,
-    /// Largest accepted width or height of an image.
-    #[arg(long, global = true, default_value_t = DecodeLimits::default().max_side)]
-    pub max_side: u32,
-    /// PEM file of C2PA trust anchors (none by default: manifests can be valid, never trusted).
-    #[arg(long, global = true, env = "TELLSCAN_C2PA_TRUST_ANCHORS")]
-    pub trust_anchors: Option<PathBuf>,
-    /// The `ml` module's weights (from `tellscan train`).
-    #[arg(long, global = true, env = "TELLSCAN_DETECTOR__WEIGHTS", default_value = crate::forensics::ml::DEFAULT_WEIGHTS)]
-    pub weights: PathBuf,
-    /// The calibrated fusion (from `tellscan calibrate`).
-    #[arg(long, global = true, env = "TELLSCAN_DETECTOR__FUSION", default_value = crate::forensics::DEFAULT_FUSION)]
-    pub fusion: PathBuf,
+    /// Print the version and the SHA-256 of the model and fusion in use.
+    #[arg(short = 'V', long)]
+    pub version: bool,
+    /// Options every command accepts, before or after its name.
+    #[command(flatten)]
+    pub global: GlobalArgs,
     /// The command to run.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// Options that apply to several commands; each is accepted before or after the command's
+/// name and overrides the settings (`config/default.toml`, `--config`, `TELLSCAN_*`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GlobalArgs {
+    /// A TOML file layered over the defaults (also TELLSCAN_CONFIG).
+    #[arg(long, global = true, env = "TELLSCAN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded store (default ./data; also TELLSCAN_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use Redis for keys, counters and analyses (also TELLSCAN_REDIS_URL or REDIS_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// The `ml` module's weights (from `tellscan train`) instead of the built-in ones (also
+    /// detector.weights, TELLSCAN_DETECTOR__WEIGHTS).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// The calibrated fusion (from `tellscan calibrate`) instead of the built-in one (also
+    /// detector.fusion, TELLSCAN_DETECTOR__FUSION).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub fusion: Option<PathBuf>,
+    /// PEM file of C2PA trust anchors (none by default: manifests can be valid, never trusted;
+    /// also detector.trust_anchors, TELLSCAN_C2PA_TRUST_ANCHORS).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub trust_anchors: Option<PathBuf>,
+    /// Largest accepted width × height of an image (default 64000000; detector.max_pixels).
+    #[arg(long, global = true)]
+    pub max_pixels: Option<u64>,
+    /// Largest accepted width or height of an image (default 16384; detector.max_side).
+    #[arg(long, global = true)]
+    pub max_side: Option<u32>,
+}
+
+impl GlobalArgs {
+    /// The settings: defaults, the `--config` file, the environment, then these options.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            settings.server.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.redis_url {
+            settings.store.redis_url = url.clone();
+        }
+        let detector = &mut settings.detector;
+        if let Some(path) = &self.weights {
+            detector.weights = WeightsSource::File(path.clone());
+        }
+        if let Some(path) = &self.fusion {
+            detector.fusion = WeightsSource::File(path.clone());
+        }
+        if let Some(path) = &self.trust_anchors {
+            detector.trust_anchors = path.to_string_lossy().into_owned();
+        }
+        detector.max_pixels = self.max_pixels.unwrap_or(detector.max_pixels);
+        detector.max_side = self.max_side.unwrap_or(detector.max_side);
+        Ok(settings)
+    }
 }
 
 /// Output format of `detect`.
@@ -110,15 +162,9 @@ pub enum Command {
         /// Address to listen on (default 127.0.0.1:8080; also TELLSCAN_ADDR).
         #[arg(long, value_name = "HOST:PORT")]
         addr: Option<std::net::SocketAddr>,
-        /// Store settings.
-        #[command(flatten)]
-        store: StoreArgs,
     },
     /// Manage API keys in the configured store.
     Keys {
-        /// Store settings.
-        #[command(flatten)]
-        store: StoreArgs,
         /// The operation.
         #[command(subcommand)]
         command: KeysCommand,
@@ -216,22 +262,34 @@ pub enum Command {
     },
 }
 
-impl Cli {
-    fn detector_config(&self) -> DetectorConfig {
-        DetectorConfig {
-            limits: self.limits(),
-            provenance: ProvenanceConfig { trust_anchors_pem: self.trust_anchors.clone() },
-            ml_weights: Some(self.weights.clone()),
-            fusion: Some(self.fusion.clone()),
+/// `tellscan --version`: the version, then the SHA-256 and source of the model and fusion the
+/// settings select (read, not loaded: a file that is there but invalid is still named).
+fn print_version(settings: &Settings) -> anyhow::Result<()> {
+    let (_, model) = settings.detector.weights.bytes(BUILT_IN_MODEL, MlModel::read)?;
+    let (_, fusion) = settings.detector.fusion.bytes(BUILT_IN_FUSION, FusionWeights::read)?;
+    println!("tellscan {}", env!("CARGO_PKG_VERSION"));
+    println!("model  {model}");
+    println!("fusion {fusion}");
+    Ok(())
+}
+
+/// Measuring commands run from the project tree: when `weights/` there holds files other than
+/// the ones built in (fresh from `tellscan train` or `calibrate`), say which ones are used.
+fn warn_if_project_weights_differ(config: &DetectorConfig) {
+    let shipped = [
+        (&config.ml_weights, crate::forensics::ml::DEFAULT_WEIGHTS, BUILT_IN_MODEL, "--weights"),
+        (&config.fusion, crate::forensics::DEFAULT_FUSION, BUILT_IN_FUSION, "--fusion"),
+    ];
+    for (source, file, built_in, flag) in shipped {
+        if source != &Some(WeightsSource::BuiltIn) {
+            continue;
         }
-    }
-
-    fn detector(&self) -> anyhow::Result<Detector> {
-        Detector::new(&self.detector_config())
-    }
-
-    fn limits(&self) -> DecodeLimits {
-        DecodeLimits { max_pixels: self.max_pixels, max_side: self.max_side }
+        if std::fs::read(Path::new(file)).is_ok_and(|bytes| bytes != built_in) {
+            eprintln!(
+                "note: {file} differs from the copy built into this binary, which is the one used; \
+                 pass {flag} {file} to use the file, or rebuild"
+            );
+        }
     }
 }
 
@@ -245,20 +303,35 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         )
         .init();
     let cli = Cli::parse();
-    match &cli.command {
+    let settings = cli.global.settings()?;
+    if cli.version {
+        print_version(&settings)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let Some(command) = &cli.command else {
+        Cli::command().print_help()?;
+        return Ok(std::process::ExitCode::from(2));
+    };
+    let detector_config = settings.detector.detector_config();
+    let limits = detector_config.limits;
+    let detector = || Detector::new(&detector_config);
+    match command {
         Command::Detect { files, format, pretty, extension, heatmap } => detect::run(
-            &cli.detector()?,
+            &detector()?,
             files,
             &detect::DetectArgs {
                 format: *format,
                 pretty: *pretty,
                 options: crate::forensics::DetectOptions { from_extension: *extension },
                 heatmap_dir: heatmap.clone(),
-                limits: cli.limits(),
+                limits,
             },
         ),
         Command::Eval { labels, json, normalize, web, seed, perturb, scores, by_source, plot } => eval::run(
-            &cli.detector()?,
+            &{
+                warn_if_project_weights_differ(&detector_config);
+                detector()?
+            },
             labels,
             eval::Outputs {
                 json: *json,
@@ -270,11 +343,11 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 normalize: *normalize,
                 web: web.then_some(*seed),
                 perturb: perturb.clone().unwrap_or_default(),
-                limits: cli.limits(),
+                limits,
             },
         ),
-        Command::Serve { addr, store } => serve::run(store, *addr),
-        Command::Keys { store, command } => keys::run(store, command),
+        Command::Serve { addr } => serve::run(settings, *addr),
+        Command::Keys { command } => keys::run(&settings, command),
         Command::Train {
             labels,
             out,
@@ -320,7 +393,10 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             normalized,
             held_out_scores,
         } => calibrate::run(
-            &cli.detector_config(),
+            &{
+                warn_if_project_weights_differ(&detector_config);
+                detector_config.clone()
+            },
             labels,
             out,
             calibrate::CalibrateOptions {
@@ -330,7 +406,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 ml_oof: ml_oof.clone(),
                 ml_folds: ml_folds.clone(),
                 held_out_scores: held_out_scores.clone(),
-                limits: cli.limits(),
+                limits,
                 ..Default::default()
             },
         ),

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -14,10 +13,11 @@ use super::ml::MlModel;
 use super::provenance::{Provenance, ProvenanceConfig};
 use super::report::{FileMetadata, Hashes, ImageInfo, ModuleReport, Region, Report};
 use super::views::{Heatmap, Views};
+use super::weights::{WeightsInUse, WeightsSource, BUILT_IN_FUSION, BUILT_IN_MODEL};
 use super::{frequency, physics, visual};
 
-/// Where the calibrated fusion is looked for unless configured otherwise (relative to the
-/// working directory).
+/// Where `tellscan calibrate` writes the calibrated fusion unless told otherwise (relative to
+/// the working directory); the detector uses the copy compiled in from this file.
 pub const DEFAULT_FUSION: &str = "weights/fusion.json";
 
 /// Everything the detector is configured with.
@@ -29,20 +29,19 @@ pub struct DetectorConfig {
     pub provenance: ProvenanceConfig,
     /// The `ml` module's weights; `None` runs without the module (only training and
     /// calibration do: they build the model or read the other modules).
-    pub ml_weights: Option<PathBuf>,
+    pub ml_weights: Option<WeightsSource>,
     /// The calibrated fusion (`tellscan calibrate`); `None` uses the fusion v1 weights.
-    pub fusion: Option<PathBuf>,
+    pub fusion: Option<WeightsSource>,
 }
 
 impl Default for DetectorConfig {
-    /// Default limits, no trust anchors, and the shipped weights under `weights/` (relative to
-    /// the working directory).
+    /// Default limits, no trust anchors, and the weights built into the binary.
     fn default() -> Self {
         DetectorConfig {
             limits: DecodeLimits::default(),
             provenance: ProvenanceConfig::default(),
-            ml_weights: Some(PathBuf::from(super::ml::DEFAULT_WEIGHTS)),
-            fusion: Some(PathBuf::from(DEFAULT_FUSION)),
+            ml_weights: Some(WeightsSource::BuiltIn),
+            fusion: Some(WeightsSource::BuiltIn),
         }
     }
 }
@@ -60,18 +59,40 @@ pub struct Detector {
     provenance: Provenance,
     ml: Option<MlModel>,
     fusion: FusionWeights,
+    weights: WeightsInUse,
 }
 
 impl Detector {
     /// Build a detector; fails with a message naming the file when the trust anchors, the ML
     /// weights or the fusion file cannot be loaded (or do not match).
     pub fn new(config: &DetectorConfig) -> anyhow::Result<Self> {
-        let ml = config.ml_weights.as_deref().map(MlModel::load).transpose()?;
-        let fusion = match &config.fusion {
-            Some(path) => FusionWeights::load(path)?,
-            None => FusionWeights::v1(),
+        let (ml, model) = match &config.ml_weights {
+            Some(source) => {
+                let (bytes, print) = source.bytes(BUILT_IN_MODEL, MlModel::read)?;
+                let origin = source.origin(super::ml::DEFAULT_WEIGHTS);
+                (Some(MlModel::from_bytes(&bytes, &origin)?), Some(print))
+            }
+            None => (None, None),
         };
-        Ok(Self { limits: config.limits, provenance: Provenance::new(&config.provenance)?, ml, fusion })
+        let (fusion, fused_by) = match &config.fusion {
+            Some(source) => {
+                let (bytes, print) = source.bytes(BUILT_IN_FUSION, FusionWeights::read)?;
+                (FusionWeights::parse(&bytes, &source.origin(DEFAULT_FUSION))?, Some(print))
+            }
+            None => (FusionWeights::v1(), None),
+        };
+        Ok(Self {
+            limits: config.limits,
+            provenance: Provenance::new(&config.provenance)?,
+            ml,
+            fusion,
+            weights: WeightsInUse { model, fusion: fused_by },
+        })
+    }
+
+    /// The SHA-256 and source of the weights and fusion this detector loaded.
+    pub fn weights(&self) -> &WeightsInUse {
+        &self.weights
     }
 
     /// Whether the `ml` module is loaded.

@@ -212,22 +212,29 @@ impl FusionWeights {
 
     /// Read weights written by `tellscan calibrate`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        Self::parse(&Self::read(path)?, path)
+    }
+
+    /// The bytes of a fusion file, with the errors [`FusionWeights::load`] gives.
+    pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "fusion weights file {} does not exist; `tellscan calibrate --labels LABELS.csv \
                  --out {}` writes it",
                 path.display(),
                 path.display()
             ),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read fusion weights {}", path.display()))
-            }
-        };
-        let weights: Self = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{} is not a valid fusion weights JSON file: {e}", path.display())
+            Err(e) => Err(e).with_context(|| format!("cannot read fusion weights {}", path.display())),
+        }
+    }
+
+    /// Parse and check the JSON of a fusion file (`origin` names it in errors).
+    pub fn parse(json: &[u8], origin: &Path) -> anyhow::Result<Self> {
+        let weights: Self = serde_json::from_slice(json).map_err(|e| {
+            anyhow::anyhow!("{} is not a valid fusion weights JSON file: {e}", origin.display())
         })?;
-        weights.check().map_err(|e| anyhow::anyhow!("fusion weights {}: {e}", path.display()))?;
+        weights.check().map_err(|e| anyhow::anyhow!("fusion weights {}: {e}", origin.display()))?;
         Ok(weights)
     }
 

@@ -15,6 +15,7 @@ pub mod report;
 pub mod source_type;
 pub mod views;
 pub mod visual;
+pub mod weights;
 
 pub use decode::{DecodeError, DecodeLimits, ImageFormat};
 pub use detector::{sha256_hex, Analysis, DetectOptions, Detector, DetectorConfig, DEFAULT_FUSION};

@@ -19,6 +19,7 @@ use super::report_schema::ReportJson;
 use super::{admission, AppState};
 use crate::auth::Principal;
 use crate::forensics::families::FAMILIES;
+use crate::forensics::weights::Fingerprint;
 use crate::forensics::{DecodeError, DetectOptions};
 use crate::quota::{Source, WindowState};
 
@@ -156,10 +157,36 @@ pub struct Health {
     pub version: String,
     /// Store connectivity.
     pub store: StoreHealth,
-    /// Whether trained ML weights are loaded (the ML module is not built yet: always false).
+    /// Whether the `ml` module's weights are loaded.
     pub model_loaded: bool,
     /// Forensic modules the detector runs.
     pub modules: Vec<String>,
+    /// The model and fusion in use.
+    pub weights: WeightsHealth,
+}
+
+/// One weights file in `GET /health`.
+#[derive(Debug, Object)]
+pub struct WeightsFile {
+    /// `built-in` (compiled into the binary) or the file's path.
+    pub source: String,
+    /// Lower-case hex SHA-256 of the bytes loaded.
+    pub sha256: String,
+}
+
+impl From<&Fingerprint> for WeightsFile {
+    fn from(f: &Fingerprint) -> Self {
+        WeightsFile { source: f.source.to_string(), sha256: f.sha256.clone() }
+    }
+}
+
+/// The model and fusion in `GET /health`.
+#[derive(Debug, Object)]
+pub struct WeightsHealth {
+    /// The `ml` module's weights (absent when it does not run).
+    pub model: Option<WeightsFile>,
+    /// The calibrated fusion (absent for the uncalibrated v1 weights).
+    pub fusion: Option<WeightsFile>,
 }
 
 /// Health answers.
@@ -299,16 +326,22 @@ impl PublicApi {
         })
     }
 
-    /// Service health: version, store connectivity, loaded model. No key needed.
+    /// Service health: version, store connectivity, the model and fusion in use (SHA-256). No
+    /// key needed.
     #[oai(path = "/health", method = "get", tag = "ApiTags::Service")]
     async fn health(&self, state: Data<&Arc<AppState>>) -> HealthResponse {
         let connected = state.store.ping().await.is_ok();
+        let weights = state.detector.weights();
         let health = Health {
             status: if connected { "ok" } else { "degraded" }.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             store: StoreHealth { kind: state.store.kind().into(), connected },
             model_loaded: state.detector.has_ml(),
             modules: state.detector.module_names().iter().map(|m| m.to_string()).collect(),
+            weights: WeightsHealth {
+                model: weights.model.as_ref().map(WeightsFile::from),
+                fusion: weights.fusion.as_ref().map(WeightsFile::from),
+            },
         };
         if !connected && state.settings.quota.on_store_error == crate::config::OnStoreError::Deny {
             HealthResponse::Unavailable(Json(health))

@@ -30,8 +30,8 @@ pub const INFERENCE_PATCHES: usize = 16;
 pub enum WeightsError {
     /// No file there.
     #[error(
-        "the ML weights file {0} does not exist: run from the project root, set detector.weights \
-         (TELLSCAN_DETECTOR__WEIGHTS or --weights), or train one with `tellscan train`"
+        "the ML weights file {0} does not exist: check detector.weights (TELLSCAN_DETECTOR__WEIGHTS \
+         or --weights), or leave it unset to use the weights built into the binary"
     )]
     Missing(PathBuf),
     /// The file could not be read.
@@ -69,11 +69,15 @@ pub struct MlModel {
 impl MlModel {
     /// Load weights from a safetensors file, checking every tensor against the architecture.
     pub fn load(path: &Path) -> Result<MlModel, WeightsError> {
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        Self::from_bytes(&Self::read(path)?, path)
+    }
+
+    /// The bytes of a weights file, with the errors [`MlModel::load`] gives.
+    pub fn read(path: &Path) -> Result<Vec<u8>, WeightsError> {
+        std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => WeightsError::Missing(path.to_path_buf()),
             _ => WeightsError::Unreadable { path: path.to_path_buf(), detail: e.to_string() },
-        })?;
-        Self::from_bytes(&bytes, path)
+        })
     }
 
     /// Load weights from the bytes of a safetensors file (`path` names it in errors).
