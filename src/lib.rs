@@ -1,7 +1,7 @@
 //! tellscan: tells whether an image was made by a generative model, and why.
 //!
-//! The detector is a plain library in [`forensics`]; the command-line tool in [`cli`]
-//! and (later) the HTTP service are thin layers over it.
+//! The detector is a plain library in [`forensics`]; the command-line tool in [`cli`], the
+//! HTTP service in [`http`] and its web page in [`studio`] are thin layers over it.
 
 pub mod analyses;
 pub mod auth;
@@ -16,3 +16,4 @@ pub mod outbound;
 pub mod pool;
 pub mod quota;
 pub mod store;
+pub mod studio;

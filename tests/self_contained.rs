@@ -96,6 +96,8 @@ fn the_binary_alone_detects_and_serves_from_an_empty_folder() {
     assert_eq!(health["weights"]["model"]["sha256"], model.as_str(), "{health}");
     assert_eq!(health["weights"]["fusion"]["source"], "built-in", "{health}");
     assert_eq!(health["weights"]["fusion"]["sha256"], fusion.as_str(), "{health}");
+    let studio = http_get(&format!("http://{addr}/studio"));
+    assert!(studio.contains("tellscan Studio"), "{studio}");
     let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
     let started = Instant::now();
     while server.try_wait().unwrap().is_none() {

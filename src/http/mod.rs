@@ -164,6 +164,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
         .nest("/", service)
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
+        .nest("/studio", crate::studio::routes())
         .at(
             "/metrics",
             make(move |_| {
@@ -230,6 +231,7 @@ fn route_label(path: &str) -> &'static str {
             _ => "/admin/keys/{id}",
         },
         p if p.starts_with("/docs") => "/docs",
+        p if p.starts_with("/studio") => "/studio",
         _ => "other",
     }
 }

@@ -87,6 +87,7 @@ pub fn shared_rgb(rel: &str) -> image::RgbImage {
         .rgb
 }
 
+pub mod browser;
 pub mod origin;
 pub mod receiver;
 pub mod redis;
