@@ -31,7 +31,8 @@ pub enum WeightsError {
     /// No file there.
     #[error(
         "the ML weights file {0} does not exist: check detector.weights (TELLSCAN_DETECTOR__WEIGHTS \
-         or --weights), or leave it unset to use the weights built into the binary"
+         or --weights), leave it unset to use the weights built into the binary, or train one with \
+         `tellscan train`"
     )]
     Missing(PathBuf),
     /// The file could not be read.
