@@ -106,27 +106,34 @@ function open(page) {
   if (page === "usage" && session.key) loadUsage();
 }
 
-// ---- signing in with an API key (checked with GET /api/usage/status, which counts nothing) ----
+// ---- signing in: the secret typed in is checked by the API, then kept in `session` only ----
 
-async function signInWithKey(event) {
+async function signIn(event, { input, form, who, error }, check) {
   event.preventDefault();
-  const key = $("api-key").value.trim();
-  $("api-key").value = "";
-  say($("key-error"), "");
-  if (!key) {
-    say($("key-error"), "Paste an API key (imag_…) first.");
+  const secret = $(input).value.trim();
+  $(input).value = "";
+  say($(error), "");
+  if (!secret) {
+    say($(error), "Paste it first.");
     return;
   }
   try {
+    await check(secret);
+    show($(form), false);
+    show($(who), true);
+  } catch (e) {
+    say($(error), `Sign-in failed: ${e.message}`);
+  }
+}
+
+// An API key is checked with GET /api/usage/status, which counts nothing.
+function signInWithKey(event) {
+  return signIn(event, { input: "api-key", form: "key-form", who: "key-who", error: "key-error" }, async (key) => {
     const { data } = await call("GET", "/api/usage/status", { key });
     session.key = key;
     $("key-identity").textContent = `Signed in with key ${data.key_id} (${data.tier} tier)`;
-    show($("key-form"), false);
-    show($("key-who"), true);
     renderUsage(data);
-  } catch (e) {
-    say($("key-error"), `Sign-in failed: ${e.message}`);
-  }
+  });
 }
 
 function signOutKey() {
@@ -336,21 +343,13 @@ function renderUsage(usage) {
 
 // ---- keys (admin token) ----
 
-async function signInAdmin(event) {
-  event.preventDefault();
-  const token = $("admin-token").value;
-  $("admin-token").value = "";
-  say($("admin-error"), "");
-  try {
+function signInAdmin(event) {
+  return signIn(event, { input: "admin-token", form: "admin-form", who: "admin-who", error: "admin-error" }, async (token) => {
     const { data } = await call("GET", "/admin/keys", { token });
     session.token = token;
-    show($("admin-form"), false);
-    show($("admin-who"), true);
     show($("admin"), true);
     renderKeys(data);
-  } catch (e) {
-    say($("admin-error"), `Sign-in failed: ${e.message}`);
-  }
+  });
 }
 
 function signOutAdmin() {
