@@ -183,9 +183,11 @@ impl From<&Fingerprint> for WeightsFile {
 /// The model and fusion in `GET /health`.
 #[derive(Debug, Object)]
 pub struct WeightsHealth {
-    /// The `ml` module's weights (absent when it does not run).
+    /// The `ml` module's weights; null when the module does not run.
+    #[oai(nullable)]
     pub model: Option<WeightsFile>,
-    /// The calibrated fusion (absent for the uncalibrated v1 weights).
+    /// The calibrated fusion; null for the uncalibrated v1 weights.
+    #[oai(nullable)]
     pub fusion: Option<WeightsFile>,
 }
 
