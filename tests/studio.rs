@@ -74,6 +74,9 @@ async fn the_studio_files_are_served_with_a_strict_policy_and_reveal_nothing() {
     }
     let post = c.post(server.url("/studio")).send().await.unwrap();
     assert_eq!(post.status(), 405);
+    assert_eq!(post.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET, HEAD"));
+    let head = c.head(server.url("/studio/studio.js")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
 }
 
 /// Whether an HTML text has an attribute like ` onclick=`.

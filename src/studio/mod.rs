@@ -38,7 +38,8 @@ pub const ASSETS: [Asset; 3] = [
 ];
 
 /// The routes of the Studio, to be nested at `/studio` (the page answers `/studio` and
-/// `/studio/`).
+/// `/studio/`). Other methods than `GET` and `HEAD` are answered 405 with `Allow`, as the
+/// API's routes are.
 pub fn routes() -> impl Endpoint<Output = Response> {
     ASSETS
         .iter()
@@ -51,6 +52,16 @@ pub fn routes() -> impl Endpoint<Output = Response> {
             )
         })
         .map_to_response()
+        .after(|result: poem::Result<Response>| async move {
+            match result {
+                Err(e) if e.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                    let mut response = e.into_response();
+                    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                    Ok(response)
+                }
+                other => other,
+            }
+        })
 }
 
 /// A file with the security headers; `304 Not Modified` when the browser already has it.
