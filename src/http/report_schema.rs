@@ -101,158 +101,135 @@ fn report_schema() -> MetaSchema {
         enum_items: verdicts.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
         ..MetaSchema::new("string")
     }));
+    let properties: Vec<(&'static str, MetaSchemaRef)> = vec![
+        ("score", number("0-100 calibrated probability (x100) that the image is AI-generated", 0.0, 100.0)),
+        ("verdict", verdict),
+        ("presentation", field("string", "A sentence for user interfaces")),
+        ("confidence", number("0-1: how sure the verdict is", 0.0, 1.0)),
+        ("uncertainty", number("0-1: how much the evidence disagrees or is degraded", 0.0, 1.0)),
+        ("explanations", strings("The strongest reasons, most important first")),
+        ("hashes", object("Digests of the file", vec![("sha256", field("string", "hex SHA-256"))])),
+        (
+            "modules",
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                description: Some(
+                    "Per-module evidence: metadata, provenance, frequency, visual, physics, fusion",
+                ),
+                additional_properties: Some(Box::new(module_schema())),
+                ..MetaSchema::new("object")
+            })),
+        ),
+        (
+            "generator",
+            nullable(MetaSchemaRef::Inline(Box::new(MetaSchema {
+                description: Some("The generator family the evidence names; null when not attributable"),
+                required: vec!["family", "confidence"],
+                properties: vec![
+                    ("family", field("string", "Family slug (see GET /api/models), or unknown")),
+                    ("confidence", number("0-1", 0.0, 1.0)),
+                    ("tool", field("string", "The tool that wrote the metadata, when it is known")),
+                    ("model", field("string", "Checkpoint or model name from the metadata, when written")),
+                ],
+                ..MetaSchema::new("object")
+            }))),
+        ),
+        (
+            "model",
+            object(
+                "Score for the family named in the request's model field (absent without one)",
+                vec![("slug", field("string", "The requested slug")), ("score", number("0-100", 0.0, 100.0))],
+            ),
+        ),
+        (
+            "image",
+            object(
+                "The decoded image",
+                vec![
+                    (
+                        "format",
+                        MetaSchemaRef::Inline(Box::new(MetaSchema {
+                            description: Some("The format read from the magic bytes"),
+                            enum_items: ImageFormat::ALL.iter().map(|f| f.name().into()).collect(),
+                            ..MetaSchema::new("string")
+                        })),
+                    ),
+                    ("width", field("integer", "pixels")),
+                    ("height", field("integer", "pixels")),
+                    ("bytes", field("integer", "file size")),
+                ],
+            ),
+        ),
+        ("cached", field("boolean", "true when the report came from the result cache")),
+        ("elapsed_ms", field("number", "Analysis time in milliseconds")),
+        (
+            "details",
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                description: Some("Signals as {signal_type, confidence 0-100, description}"),
+                items: Some(Box::new(object(
+                    "One signal",
+                    vec![
+                        ("signal_type", field("string", "module or signal name")),
+                        ("confidence", number("0-100", 0.0, 100.0)),
+                        ("description", field("string", "what was seen")),
+                    ],
+                ))),
+                ..MetaSchema::new("array")
+            })),
+        ),
+        (
+            "regions",
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                description: Some("The most suspicious regions, strongest first"),
+                items: Some(Box::new(object(
+                    "A rectangle in image pixels",
+                    vec![
+                        ("x", field("integer", "left")),
+                        ("y", field("integer", "top")),
+                        ("width", field("integer", "pixels")),
+                        ("height", field("integer", "pixels")),
+                        ("score", number("0-1", 0.0, 1.0)),
+                        ("module", field("string", "the module that marked it")),
+                    ],
+                ))),
+                ..MetaSchema::new("array")
+            })),
+        ),
+        (
+            "file_metadata",
+            object(
+                "Creator, dates, camera, software and dimensions read from the file",
+                vec![
+                    ("creator", nullable(field("string", "author or artist; null when not written"))),
+                    (
+                        "created",
+                        nullable(field(
+                            "string",
+                            "creation date as written in the file; null when not written",
+                        )),
+                    ),
+                    (
+                        "modified",
+                        nullable(field(
+                            "string",
+                            "modification date as written in the file; null when not written",
+                        )),
+                    ),
+                    ("camera", nullable(field("string", "make and model; null when not written"))),
+                    (
+                        "software",
+                        nullable(field("string", "software that wrote the file; null when not written")),
+                    ),
+                    ("width", field("integer", "pixels")),
+                    ("height", field("integer", "pixels")),
+                ],
+            ),
+        ),
+    ];
     MetaSchema {
         description: Some("The detection report"),
-        required: vec![
-            "score",
-            "verdict",
-            "presentation",
-            "confidence",
-            "uncertainty",
-            "explanations",
-            "hashes",
-            "modules",
-            "generator",
-            "image",
-            "cached",
-            "elapsed_ms",
-            "details",
-            "regions",
-            "file_metadata",
-        ],
-        properties: vec![
-            (
-                "score",
-                number("0-100 calibrated probability (x100) that the image is AI-generated", 0.0, 100.0),
-            ),
-            ("verdict", verdict),
-            ("presentation", field("string", "A sentence for user interfaces")),
-            ("confidence", number("0-1: how sure the verdict is", 0.0, 1.0)),
-            ("uncertainty", number("0-1: how much the evidence disagrees or is degraded", 0.0, 1.0)),
-            ("explanations", strings("The strongest reasons, most important first")),
-            ("hashes", object("Digests of the file", vec![("sha256", field("string", "hex SHA-256"))])),
-            (
-                "modules",
-                MetaSchemaRef::Inline(Box::new(MetaSchema {
-                    description: Some(
-                        "Per-module evidence: metadata, provenance, frequency, visual, physics, fusion",
-                    ),
-                    additional_properties: Some(Box::new(module_schema())),
-                    ..MetaSchema::new("object")
-                })),
-            ),
-            (
-                "generator",
-                nullable(MetaSchemaRef::Inline(Box::new(MetaSchema {
-                    description: Some("The generator family the evidence names; null when not attributable"),
-                    required: vec!["family", "confidence"],
-                    properties: vec![
-                        ("family", field("string", "Family slug (see GET /api/models), or unknown")),
-                        ("confidence", number("0-1", 0.0, 1.0)),
-                        ("tool", field("string", "The tool that wrote the metadata, when it is known")),
-                        (
-                            "model",
-                            field("string", "Checkpoint or model name from the metadata, when written"),
-                        ),
-                    ],
-                    ..MetaSchema::new("object")
-                }))),
-            ),
-            (
-                "model",
-                object(
-                    "Score for the family named in the request's model field (absent without one)",
-                    vec![
-                        ("slug", field("string", "The requested slug")),
-                        ("score", number("0-100", 0.0, 100.0)),
-                    ],
-                ),
-            ),
-            (
-                "image",
-                object(
-                    "The decoded image",
-                    vec![
-                        (
-                            "format",
-                            MetaSchemaRef::Inline(Box::new(MetaSchema {
-                                description: Some("The format read from the magic bytes"),
-                                enum_items: ImageFormat::ALL.iter().map(|f| f.name().into()).collect(),
-                                ..MetaSchema::new("string")
-                            })),
-                        ),
-                        ("width", field("integer", "pixels")),
-                        ("height", field("integer", "pixels")),
-                        ("bytes", field("integer", "file size")),
-                    ],
-                ),
-            ),
-            ("cached", field("boolean", "true when the report came from the result cache")),
-            ("elapsed_ms", field("number", "Analysis time in milliseconds")),
-            (
-                "details",
-                MetaSchemaRef::Inline(Box::new(MetaSchema {
-                    description: Some("Signals as {signal_type, confidence 0-100, description}"),
-                    items: Some(Box::new(object(
-                        "One signal",
-                        vec![
-                            ("signal_type", field("string", "module or signal name")),
-                            ("confidence", number("0-100", 0.0, 100.0)),
-                            ("description", field("string", "what was seen")),
-                        ],
-                    ))),
-                    ..MetaSchema::new("array")
-                })),
-            ),
-            (
-                "regions",
-                MetaSchemaRef::Inline(Box::new(MetaSchema {
-                    description: Some("The most suspicious regions, strongest first"),
-                    items: Some(Box::new(object(
-                        "A rectangle in image pixels",
-                        vec![
-                            ("x", field("integer", "left")),
-                            ("y", field("integer", "top")),
-                            ("width", field("integer", "pixels")),
-                            ("height", field("integer", "pixels")),
-                            ("score", number("0-1", 0.0, 1.0)),
-                            ("module", field("string", "the module that marked it")),
-                        ],
-                    ))),
-                    ..MetaSchema::new("array")
-                })),
-            ),
-            (
-                "file_metadata",
-                object(
-                    "Creator, dates, camera, software and dimensions read from the file",
-                    vec![
-                        ("creator", nullable(field("string", "author or artist; null when not written"))),
-                        (
-                            "created",
-                            nullable(field(
-                                "string",
-                                "creation date as written in the file; null when not written",
-                            )),
-                        ),
-                        (
-                            "modified",
-                            nullable(field(
-                                "string",
-                                "modification date as written in the file; null when not written",
-                            )),
-                        ),
-                        ("camera", nullable(field("string", "make and model; null when not written"))),
-                        (
-                            "software",
-                            nullable(field("string", "software that wrote the file; null when not written")),
-                        ),
-                        ("width", field("integer", "pixels")),
-                        ("height", field("integer", "pixels")),
-                    ],
-                ),
-            ),
-        ],
+        // every field is always written, but `model` (only when the request named one)
+        required: properties.iter().map(|(name, _)| *name).filter(|name| *name != "model").collect(),
+        properties,
         ..MetaSchema::new("object")
     }
 }
