@@ -1,6 +1,7 @@
 //! Aligned training pairs: the TAEF2 autoencoder (`../shared/taesd`) loads, a round trip keeps
 //! a photo (golden PSNR), wrong files are clear errors, reconstructions are cached, and training
 //! on aligned pairs runs and its loss decreases.
+mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use tellscan::eval::read_labels;
 use tellscan::forensics::decode::{decode, DecodeLimits};
 use tellscan::learn::aligned::{region, Reconstructor};
 use tellscan::learn::taesd::{psnr, Autoencoder, DECODER_FILE, ENCODER_FILE};
-use tellscan::learn::train::{attach_pairs, load_examples, loss_ends, train, Example, TrainOptions};
+use tellscan::learn::train::{attach_pairs, load_examples, train, Example, TrainOptions};
 
 fn taesd_dir() -> PathBuf {
     PathBuf::from("../shared/taesd")
@@ -105,18 +106,7 @@ fn reconstructions_are_cached_and_aligned_training_lowers_the_loss() {
 
     // real photos against their own reconstructions only: nothing but the decoder differs
     let refs: Vec<&Example> = examples.iter().collect();
-    let options = TrainOptions {
-        epochs: 1000,
-        max_steps: Some(60),
-        batch: 16,
-        patches_per_sample: 4,
-        synthetic: false,
-        aligned: true,
-        ..Default::default()
-    };
+    let options = TrainOptions { synthetic: false, aligned: true, ..common::quick_training(60) };
     let trained = train(&refs, &options).expect("training runs");
-    assert_eq!(trained.losses.len(), 60);
-    assert!(trained.losses.iter().all(|l| l.is_finite()));
-    let (start, end) = loss_ends(&trained.losses, 10);
-    assert!(end < start, "the loss decreases: {start} -> {end}");
+    common::assert_the_loss_decreases(&trained.losses, 60);
 }

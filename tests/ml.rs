@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use tellscan::eval::read_labels;
 use tellscan::forensics::ml::{patches, MlModel, WeightsError, DEFAULT_WEIGHTS, INFERENCE_PATCHES};
 use tellscan::forensics::{Detector, DetectorConfig};
-use tellscan::learn::train::{
-    golden_input, load_examples, loss_ends, train, Example, TrainOptions, TrainRecord,
-};
+use tellscan::learn::train::{golden_input, load_examples, train, Example, TrainRecord};
 
 fn shipped() -> Vec<u8> {
     std::fs::read(DEFAULT_WEIGHTS).expect("the shipped weights are in weights/")
@@ -137,18 +135,10 @@ fn training_runs_end_to_end_on_a_tiny_subset_and_the_loss_decreases() {
     let examples = load_examples(&subset, "labels.csv");
     assert_eq!(examples.len(), 6);
     let refs: Vec<&Example> = examples.iter().collect();
-    let options = TrainOptions {
-        epochs: 1000,
-        max_steps: Some(60),
-        batch: 16,
-        patches_per_sample: 4,
-        ..Default::default()
-    };
+    // the images alone (aligned pairs need the autoencoder, tested in tests/aligned.rs)
+    let options = common::quick_training(60);
     let first = train(&refs, &options).expect("training runs");
-    assert_eq!(first.losses.len(), 60);
-    assert!(first.losses.iter().all(|l| l.is_finite()));
-    let (start, end) = loss_ends(&first.losses, 10);
-    assert!(end < start, "the loss decreases: {start} -> {end}");
+    common::assert_the_loss_decreases(&first.losses, 60);
     // the same seed gives the same run
     let again = train(&refs, &options).expect("training runs");
     assert_eq!(first.losses, again.losses);

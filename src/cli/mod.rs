@@ -190,9 +190,10 @@ pub enum Command {
         /// Do not add up-sampled real photos as generated-like samples.
         #[arg(long)]
         no_synthetic: bool,
-        /// Do not add aligned pairs (real regions and their latent-autoencoder reconstructions).
+        /// Add aligned pairs: real regions and their latent-autoencoder reconstructions (not
+        /// used by the shipped weights; see weights/MODEL_CARD.md).
         #[arg(long)]
-        no_aligned: bool,
+        aligned: bool,
         /// The TAESD-family autoencoder folder (`taef2_encoder.pth`, `taef2_decoder.pth`) that
         /// makes the aligned pairs.
         #[arg(long, value_name = "DIR", env = "TELLSCAN_TAESD", default_value = crate::learn::taesd::DEFAULT_DIR)]
@@ -355,7 +356,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             epochs,
             max_steps,
             no_synthetic,
-            no_aligned,
+            aligned,
             taesd,
             aligned_cache,
             no_generated_from,
@@ -371,7 +372,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 epochs: *epochs,
                 max_steps: *max_steps,
                 synthetic: !no_synthetic,
-                aligned: !no_aligned,
+                aligned: *aligned,
                 skip_generated_of: no_generated_from.clone(),
                 ..Default::default()
             },

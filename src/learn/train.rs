@@ -73,7 +73,7 @@ pub struct TrainOptions {
     /// Add up-sampled real photos as generated-like positives.
     pub synthetic: bool,
     /// Add aligned pairs (a real region and its autoencoder reconstruction) where the examples
-    /// carry them.
+    /// carry them (off by default: measured, they did not help, see `weights/MODEL_CARD.md`).
     #[serde(default)]
     pub aligned: bool,
     /// Leave the generated images of these labels files (as given) out of training; they are
@@ -93,7 +93,7 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             patches_per_sample: 8,
             synthetic: true,
-            aligned: true,
+            aligned: false,
             skip_generated_of: Vec::new(),
             max_steps: None,
         }

@@ -92,3 +92,23 @@ pub mod origin;
 pub mod receiver;
 pub mod redis;
 pub mod server;
+
+/// Options for a short training run in a test: `steps` steps of 16 patches, 4 per sample.
+pub fn quick_training(steps: usize) -> tellscan::learn::train::TrainOptions {
+    tellscan::learn::train::TrainOptions {
+        epochs: 1000,
+        max_steps: Some(steps),
+        batch: 16,
+        patches_per_sample: 4,
+        ..Default::default()
+    }
+}
+
+/// A short run took `steps` steps, every loss is finite, and the mean of the last ten is below
+/// the mean of the first ten.
+pub fn assert_the_loss_decreases(losses: &[f32], steps: usize) {
+    assert_eq!(losses.len(), steps);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let (start, end) = tellscan::learn::train::loss_ends(losses, 10);
+    assert!(end < start, "the loss decreases: {start} -> {end}");
+}
