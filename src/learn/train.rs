@@ -438,9 +438,8 @@ pub fn augment(pixels: &RgbImage, positive: bool, synthetic: bool, rng: &mut Std
 /// reconstruction gets a generated image's prior compression, as in [`augment`].
 pub fn augment_pair(pair: &Pair, width: u32, height: u32, rng: &mut StdRng) -> (RgbImage, RgbImage) {
     let cut = Cut::draw(rng, width, height, pair.real.dimensions());
-    let real = cut.crop(&pair.real);
+    let mut real = cut.crop(&pair.real);
     let mut decoded = prior_compression(cut.crop(&pair.decoded), rng);
-    let mut real = real;
     if rng.random_bool(0.5) {
         imageops::flip_horizontal_in_place(&mut real);
         imageops::flip_horizontal_in_place(&mut decoded);
