@@ -208,6 +208,9 @@ enum Framing {
     /// A true `Content-Length`, but only the first `sent` bytes of the body are written (the
     /// connection stays open, so the server can only answer from the declared length).
     Declared { sent: usize },
+    /// A true `Content-Length` and the whole body, in 64 KiB writes that must all succeed:
+    /// a server that answers early and closes makes one fail with a reset.
+    Whole,
 }
 
 /// Send a multipart upload of `file` by hand, reading the answer while the body is still
@@ -224,7 +227,7 @@ async fn raw_upload(addr: SocketAddr, key: &str, file: &[u8], framing: Framing) 
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let length = match framing {
         Framing::Chunked => "Transfer-Encoding: chunked".to_string(),
-        Framing::Declared { .. } => format!("Content-Length: {}", body.len()),
+        Framing::Declared { .. } | Framing::Whole => format!("Content-Length: {}", body.len()),
     };
     let head = format!(
         "POST /api/detect HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {key}\r\n\
@@ -258,6 +261,13 @@ async fn raw_upload(addr: SocketAddr, key: &str, file: &[u8], framing: Framing) 
         }
         Framing::Declared { sent } => {
             let _ = writer.write_all(&body[..sent.min(body.len())]).await;
+        }
+        Framing::Whole => {
+            for (i, chunk) in body.chunks(64 * 1024).enumerate() {
+                if let Err(e) = writer.write_all(chunk).await {
+                    panic!("the server cut the body off after {} KiB: {e}", i * 64);
+                }
+            }
         }
     }
     let response = tokio::time::timeout(Duration::from_secs(20), read)
@@ -755,6 +765,40 @@ async fn overload_is_503_and_not_counted() {
     assert!(overloaded >= 1, "12 concurrent detections on 1 worker with no queue were all served");
     assert!(ok >= 1, "no detection was served at all");
     assert_eq!(used_today(&server, &key).await, ok, "503s were counted (200s: {ok}, 503s: {overloaded})");
+}
+
+/// A client that writes its whole body before reading (reqwest, most SDKs) reads the early
+/// answer to a 10 MB upload (a full upload budget, a wrong key, a bad source header) instead
+/// of a connection reset halfway through its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn early_answers_to_large_uploads_are_read_not_reset() {
+    let server = TestServer::embedded_with(|s| s.server.upload_buffer_bytes = 1 << 20).await;
+    let key = server.key("enterprise").await;
+    let big = jpeg_of_size(10_000_000);
+
+    let reply = detect(&server, Some(&key), None, form(big.clone(), "big.jpg", None)).await;
+    reply.error(503, "overloaded");
+    reply.assert_quota_headers();
+
+    let wrong = format!("imag_{}_{}", key_id(&key), "0".repeat(64));
+    let reply = detect(&server, Some(&wrong), None, form(big.clone(), "big.jpg", None)).await;
+    reply.error(401, "invalid_api_key");
+
+    let reply = detect(&server, None, None, form(big.clone(), "big.jpg", None)).await;
+    reply.error(401, "missing_api_key");
+
+    let reply = detect(&server, Some(&key), Some("fax"), form(big.clone(), "big.jpg", None)).await;
+    reply.error(400, "invalid_detection_source");
+
+    // what makes those answers reliable: the body is read to its end, not cut off (a client
+    // whose connection is reset may lose the answer that was already on its way)
+    let (status, body) = raw_upload(server.addr, &key, &big, Framing::Whole).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "overloaded", "{body}");
+    let (status, body) = raw_upload(server.addr, &wrong, &big, Framing::Whole).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_api_key", "{body}");
+    assert_eq!(used_today(&server, &key).await, 0, "an early answer was counted");
 }
 
 // ---------------------------------------------------------------------------------------------

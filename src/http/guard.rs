@@ -1,7 +1,11 @@
 //! The guard in front of every keyed route: verifies `x-api-key`, parses
 //! `x-detection-source`, reserves the request body's bytes in the [`UploadBudget`] (503
-//! before reading when it is spent), bounds the body while it streams in, and sets the quota
-//! headers on whatever the route answers (success, 4xx and 429 alike).
+//! without holding the body when it is spent), bounds the body while it streams in, and sets
+//! the quota headers on whatever the route answers (success, 4xx and 429 alike).
+//!
+//! An answer given before the route reads the body (401, 400, 429, 503) first reads and drops
+//! the rest of a body within the size limit ([`discard_body`]): most clients write their whole
+//! body before they read, and would otherwise see a reset connection instead of the answer.
 //!
 //! Handlers behind it read the verified [`Principal`], the [`Source`] and the
 //! [`QuotaSlot`] from the request's data, so they never see an unchecked key or header.
@@ -21,6 +25,9 @@ use crate::quota::{QuotaState, Source};
 
 /// Bytes a multipart body may carry beyond the image: boundaries, part headers, `model`.
 pub const MULTIPART_SLACK: u64 = 64 * 1024;
+
+/// The longest an early answer waits for the body it drops: a slow client is then cut off.
+const DISCARD_FOR: Duration = Duration::from_secs(10);
 
 /// Where a handler leaves the quota state its admission produced, for the headers.
 #[derive(Debug, Clone, Default)]
@@ -86,12 +93,18 @@ impl<E: Endpoint> Endpoint for KeyGuard<E> {
         let presented = req.header("x-api-key").map(str::to_string);
         let principal = match state.keys.authenticate(presented.as_deref()).await {
             Ok(p) => p,
-            Err(e) => return Ok(auth_error(e).into_response()),
+            Err(e) => {
+                discard_body(&mut req, body_limit(&state)).await;
+                return Ok(auth_error(e).into_response());
+            }
         };
         let auth_elapsed = started.elapsed();
         let slot = QuotaSlot::default();
         let response = match Source::from_header(req.header("x-detection-source")) {
-            Err(e) => ApiError::bad_request("invalid_detection_source", e.to_string()).into_response(),
+            Err(e) => {
+                discard_body(&mut req, body_limit(&state)).await;
+                ApiError::bad_request("invalid_detection_source", e.to_string()).into_response()
+            }
             Ok(source) => {
                 req.extensions_mut().insert(principal.clone());
                 req.extensions_mut().insert(source);
@@ -126,7 +139,7 @@ impl<E: Endpoint> KeyGuard<E> {
         slot: &QuotaSlot,
     ) -> Response {
         let max_image = state.settings.server.max_upload_bytes;
-        let limit = max_image + MULTIPART_SLACK;
+        let limit = body_limit(state);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -142,6 +155,7 @@ impl<E: Endpoint> KeyGuard<E> {
         } else if let Some(permit) = state.uploads.reserve(body_bytes) {
             Some(permit)
         } else {
+            discard_body(&mut req, limit).await;
             // a client whose quota is used up hears 429 (with its real Retry-After), not 503
             if let Ok((q, _)) = state.quota.usage(principal).await {
                 if !q.admitted {
@@ -178,6 +192,40 @@ impl<E: Endpoint> KeyGuard<E> {
         }
         response
     }
+}
+
+/// The most bytes a request body may have: the largest image and the multipart around it.
+fn body_limit(state: &AppState) -> u64 {
+    state.settings.server.max_upload_bytes + MULTIPART_SLACK
+}
+
+/// Read and drop the request body before an early answer, so that a client still writing it
+/// reads the answer instead of a reset. Nothing is kept: the budget is not needed. Skipped
+/// when the client waits for `100 Continue` (it sends nothing unless the body is asked for)
+/// and when the declared length is over `limit` (that answer is 413, given at once); it stops
+/// after `limit` bytes, at the first error, and after [`DISCARD_FOR`].
+async fn discard_body(req: &mut Request, limit: u64) {
+    let expects_continue =
+        req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if expects_continue || declared.is_some_and(|n| n > limit) {
+        return;
+    }
+    let mut stream = req.take_body().into_bytes_stream();
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_FOR, drain).await;
 }
 
 fn auth_error(e: AuthError) -> ApiError {
