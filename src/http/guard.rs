@@ -140,11 +140,7 @@ impl<E: Endpoint> KeyGuard<E> {
     ) -> Response {
         let max_image = state.settings.server.max_upload_bytes;
         let limit = body_limit(state);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = declared_length(&req);
         if declared.is_some_and(|n| n > limit) {
             return ApiError::too_large(max_image).into_response();
         }
@@ -194,6 +190,11 @@ impl<E: Endpoint> KeyGuard<E> {
     }
 }
 
+/// The body length the request declares in `Content-Length`, when it is a number.
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// The most bytes a request body may have: the largest image and the multipart around it.
 fn body_limit(state: &AppState) -> u64 {
     state.settings.server.max_upload_bytes + MULTIPART_SLACK
@@ -207,11 +208,7 @@ fn body_limit(state: &AppState) -> u64 {
 async fn discard_body(req: &mut Request, limit: u64) {
     let expects_continue =
         req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(req);
     if expects_continue || declared.is_some_and(|n| n > limit) {
         return;
     }
