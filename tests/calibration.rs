@@ -226,13 +226,21 @@ fn corpus_raw_and_web_score_scale_holds_the_band_targets_where_fitted() {
     assert!(p60 >= 0.6 && p85 > p60, "{scale:?}");
     let text = std::fs::read_to_string(&samples_csv).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("path,label,source,condition,held_out_score"));
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[..6], ["path", "label", "source", "condition", "held_out_score", "loso_probability"]);
+    let frequency = header.iter().position(|&h| h == "frequency").expect("a column per module");
+    assert!(header.contains(&"visual") && header.contains(&"metadata"), "{header:?}");
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), info.samples, "one row per sample");
+    assert!(rows.iter().all(|r| r.len() == header.len()), "every row has every column");
     for condition in ["raw", "web"] {
         assert_eq!(rows.iter().filter(|r| r[3] == condition).count(), info.samples / 2);
     }
     assert!(rows.iter().all(|r| r[4].parse::<f64>().is_ok_and(|v| (0.0..=100.0).contains(&v))));
+    let unit = |v: &str| v.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v));
+    assert!(rows.iter().all(|r| r[5].is_empty() || unit(r[5])));
+    // the frequency module votes on every web-chained image of the corpus
+    assert!(rows.iter().filter(|r| r[3] == "web").all(|r| unit(r[frequency])), "{rows:?}");
 }
 
 #[test]
@@ -256,4 +264,33 @@ fn score_scale_sends_thresholds_to_band_edges_and_keeps_order() {
     // thresholds below the bands' own values keep the identity there
     let lenient = forensics::fusion::ScoreScale::new(0.3, 0.5);
     assert!((lenient.apply(0.7) - 0.7).abs() < 1e-9 && (lenient.apply(0.9) - 0.9).abs() < 1e-9);
+}
+
+/// `tellscan train --held-out` writes each image's path as its own labels file does, and
+/// training takes several labels files: out-of-fold scores must resolve against every labels
+/// file's folder, not only the first's.
+#[test]
+fn out_of_fold_scores_resolve_against_every_labels_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut labels = Vec::new();
+    for corpus in ["first", "second"] {
+        let images = dir.path().join(corpus).join("files");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::write(images.join(format!("{corpus}.jpg")), b"not decoded here").unwrap();
+        let file = dir.path().join(corpus).join("labels.csv");
+        std::fs::write(&file, "path,label,source,generator\n").unwrap();
+        labels.push(file);
+    }
+    let oof = dir.path().join("held_out.csv");
+    std::fs::write(&oof, "path,score\nfiles/first.jpg,0.25\nfiles/second.jpg,0.75\n").unwrap();
+    let scores = calibrate::read_oof(&oof, &labels).unwrap();
+    let canonical = |corpus: &str| {
+        std::fs::canonicalize(dir.path().join(corpus).join("files").join(format!("{corpus}.jpg"))).unwrap()
+    };
+    assert_eq!(scores.get(&canonical("first")), Some(&0.25), "{scores:?}");
+    assert_eq!(scores.get(&canonical("second")), Some(&0.75), "{scores:?}");
+    // a score outside 0-1 is refused, naming the row
+    std::fs::write(&oof, "path,score\nfiles/first.jpg,1.5\n").unwrap();
+    let err = calibrate::read_oof(&oof, &labels).unwrap_err().to_string();
+    assert!(err.contains("row 2") && err.contains("1.5"), "{err}");
 }

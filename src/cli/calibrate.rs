@@ -11,7 +11,7 @@
 //! group. With `--ml-folds DIR` (from `tellscan train --validate K --fold-weights DIR`) each
 //! image's `ml` score comes from the fold model that never saw its source.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -162,7 +162,7 @@ pub fn run(
         rows.extend(eval::read_labels(file)?);
     }
     let oof = match &options.ml_oof {
-        Some(path) => Some(read_oof(path, &labels[0])?),
+        Some(path) => Some(read_oof(path, labels)?),
         None => None,
     };
     let folds = match &options.ml_folds {
@@ -176,11 +176,10 @@ pub fn run(
     if let (Some(path), Some(oof)) = (&options.ml_oof, &oof) {
         if collected.ml_replaced == 0 {
             bail!(
-                "none of the {} paths in {} matches a row of {}; paths are absolute or relative to \
-                 either file's folder",
+                "none of the {} paths in {} matches a row of the labels files; paths are absolute or \
+                 relative to its folder or to a labels file's folder",
                 oof.len(),
                 path.display(),
-                labels[0].display()
             );
         }
     }
@@ -287,9 +286,12 @@ struct OofRow {
     score: f64,
 }
 
-/// Read `path,score` rows, keyed by canonical image path.
-pub fn read_oof(path: &Path, labels: &Path) -> anyhow::Result<HashMap<PathBuf, f64>> {
-    let bases: Vec<&Path> = [labels.parent(), path.parent()].into_iter().flatten().collect();
+/// Read `path,score` rows, keyed by canonical image path: a relative path is looked up under
+/// each labels file's folder, then under the file's own.
+pub fn read_oof(path: &Path, labels: &[PathBuf]) -> anyhow::Result<HashMap<PathBuf, f64>> {
+    // `tellscan train --held-out` writes each path as its own labels file does, relative to
+    // that file's folder, and training takes several labels files
+    let bases: Vec<&Path> = labels.iter().filter_map(|l| l.parent()).chain(path.parent()).collect();
     let mut reader = csv::Reader::from_path(path)
         .with_context(|| format!("cannot read out-of-fold ML scores {}", path.display()))?;
     let mut scores = HashMap::new();
@@ -349,7 +351,21 @@ fn write_report(
         c.samples.iter().any(|s| s.modules.get(ML_MODULE).is_some_and(|&(_, abstained)| !abstained));
     match (&options.ml_oof, &options.ml_folds) {
         (Some(path), _) => {
-            writeln!(out, "ml: out-of-fold scores for {} images from {}", c.ml_replaced, path.display())?
+            writeln!(
+                out,
+                "ml: out-of-fold scores for {} of {} images from {}",
+                c.ml_replaced,
+                c.images,
+                path.display()
+            )?;
+            if c.ml_replaced < c.images {
+                writeln!(
+                    out,
+                    "warning: {} images kept their in-sample ml score (no row of {} names them)",
+                    c.images - c.ml_replaced,
+                    path.display()
+                )?;
+            }
         }
         (None, Some(dir)) => writeln!(
             out,
@@ -495,18 +511,32 @@ impl BandFigures {
     }
 }
 
-/// One row per sample: `path,label,source,condition,held_out_score` (0-100).
+/// One row per sample: `path,label,source,condition,held_out_score` (0-100, nested),
+/// `loso_probability` (0-1, the fit without the sample's source, before the score scale; empty
+/// when that fold could not be fitted), then each module's score (0-1; empty when it abstained
+/// or did not run), so that per-source and per-module figures can be computed from the file.
 fn write_held_out(path: &Path, c: &Collected, cal: &Calibration) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
-    w.write_record(["path", "label", "source", "condition", "held_out_score"])?;
+    let modules: BTreeSet<&str> =
+        c.samples.iter().flat_map(|s| s.modules.keys().map(String::as_str)).collect();
+    let mut header = vec!["path", "label", "source", "condition", "held_out_score", "loso_probability"];
+    header.extend(&modules);
+    w.write_record(&header)?;
     for (i, s) in c.samples.iter().enumerate() {
-        w.write_record([
-            c.keys[i].as_str(),
-            if s.positive { "ai" } else { "real" },
-            s.group.as_str(),
-            c.conditions[i],
-            &format!("{:.2}", 100.0 * cal.nested[i]),
-        ])?;
+        let loso = cal.cv.calibrated[i];
+        let mut row = vec![
+            c.keys[i].clone(),
+            if s.positive { "ai" } else { "real" }.to_string(),
+            s.group.clone(),
+            c.conditions[i].to_string(),
+            format!("{:.2}", 100.0 * cal.nested[i]),
+            if loso.is_nan() { String::new() } else { format!("{loso:.6}") },
+        ];
+        row.extend(modules.iter().map(|m| match s.modules.get(*m) {
+            Some(&(score, false)) => format!("{score:.6}"),
+            _ => String::new(),
+        }));
+        w.write_record(&row)?;
     }
     w.flush()?;
     Ok(())

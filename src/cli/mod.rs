@@ -251,7 +251,8 @@ pub enum Command {
         /// Add the normalised condition (metadata stripped, centre 512×512, JPEG q90).
         #[arg(long)]
         normalized: bool,
-        /// Write each sample's nested leave-one-source-out score to this CSV.
+        /// Write each sample's nested leave-one-source-out score, its leave-one-source-out fused
+        /// probability and each module's score to this CSV.
         #[arg(long, value_name = "FILE.csv")]
         held_out_scores: Option<PathBuf>,
     },

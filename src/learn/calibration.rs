@@ -15,10 +15,15 @@
 //! the combiner says, so it is left out of the fit (it is still scored in cross-validation,
 //! bound applied).
 //!
+//! Every fit weighs the two classes equally ([`CLASS_PRIOR`]), whatever their counts, so the
+//! fused probability is a likelihood ratio that does not depend on the corpus's make-up: the
+//! score scale, not the bias, decides where the bands start. Sources are often single-class,
+//! and with a count-weighted fit, leaving out a source of real photos taught the bias that real
+//! photos are rare and pushed that source's held-out scores up (and a generated source's down),
+//! so held-out figures pooled over sources were worse than the ranking the fit gives.
+//!
 //! Cross-validation leaves one group (a source) out at a time: the score that matters is the
-//! one on images from sources the fit has not seen. Sources are often single-class, so each
-//! training fold is reweighted to keep the whole set's class proportions (leaving out a
-//! source of real photos must not teach the bias that real photos are rare). The L2 penalty
+//! one on images from sources the fit has not seen. The L2 penalty
 //! is the one with the lowest held-out log-loss over a small grid; the held-out figures are
 //! reported at that penalty (so they are slightly optimistic: the grid is small).
 //!
@@ -38,6 +43,10 @@ pub const L2_GRID: [f64; 7] = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0];
 
 /// Bins of the expected calibration error.
 pub const ECE_BINS: usize = 10;
+
+/// Share of the fit's total weight given to generated samples: each class weighs half, so
+/// that neither the corpus's class counts nor the source a fold leaves out move the bias.
+pub const CLASS_PRIOR: f64 = 0.5;
 
 /// One labelled analysis.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,23 +169,19 @@ impl Features {
     }
 }
 
-/// Fit the combiner on `samples` with L2 penalty `l2` (all samples weighted 1; those with a
-/// decisive bound left out). The result has `fitted: None`; [`calibrate`] fills it in.
+/// Fit the combiner on `samples` with L2 penalty `l2` (each class weighing half, see
+/// [`CLASS_PRIOR`]; samples with a decisive bound left out). The result has `fitted: None`;
+/// [`calibrate`] fills it in.
 pub fn fit(samples: &[Sample], l2: f64) -> anyhow::Result<FusionWeights> {
     let features = Features::of(samples);
     let fitted: Vec<&Sample> = samples.iter().filter(|s| s.bound.is_none()).collect();
-    let beta = fit_rows(&features, &fitted, None, l2)?;
+    let beta = fit_rows(&features, &fitted, CLASS_PRIOR, l2)?;
     Ok(features.weights(&beta))
 }
 
-/// Fit on the given samples; `prior`, when set, reweights the classes so the positive share
-/// of the total weight is `prior` (total weight = number of samples).
-fn fit_rows(
-    features: &Features,
-    samples: &[&Sample],
-    prior: Option<f64>,
-    l2: f64,
-) -> anyhow::Result<Vec<f64>> {
+/// Fit on the given samples, the classes reweighted so that the positive share of the total
+/// weight is `prior` (total weight = number of samples).
+fn fit_rows(features: &Features, samples: &[&Sample], prior: f64, l2: f64) -> anyhow::Result<Vec<f64>> {
     ensure!(l2.is_finite() && l2 >= 0.0, "the L2 penalty must be a finite number ≥ 0, not {l2}");
     let n_pos = samples.iter().filter(|s| s.positive).count();
     let n_neg = samples.len() - n_pos;
@@ -188,10 +193,7 @@ fn fit_rows(
         );
     }
     let n = samples.len() as f64;
-    let (w_pos, w_neg) = match prior {
-        Some(pi) => (n * pi / n_pos as f64, n * (1.0 - pi) / n_neg as f64),
-        None => (1.0, 1.0),
-    };
+    let (w_pos, w_neg) = (n * prior / n_pos as f64, n * (1.0 - prior) / n_neg as f64);
     let rows: Vec<(Vec<f64>, f64, f64)> = samples
         .iter()
         .map(|s| {
@@ -361,8 +363,6 @@ pub fn cross_validate(samples: &[Sample], l2: f64) -> anyhow::Result<CrossValida
     );
     let features = Features::of(samples);
     let fittable: Vec<&Sample> = samples.iter().filter(|s| s.bound.is_none()).collect();
-    let n_pos = fittable.iter().filter(|s| s.positive).count();
-    let prior = n_pos as f64 / fittable.len().max(1) as f64;
     let mut calibrated = vec![f64::NAN; samples.len()];
     for group in &groups {
         let train: Vec<&Sample> = fittable.iter().copied().filter(|s| s.group != *group).collect();
@@ -371,7 +371,7 @@ pub fn cross_validate(samples: &[Sample], l2: f64) -> anyhow::Result<CrossValida
             // samples get no held-out probability (NaN, left out of every held-out figure)
             continue;
         }
-        let beta = fit_rows(&features, &train, Some(prior), l2)
+        let beta = fit_rows(&features, &train, CLASS_PRIOR, l2)
             .map_err(|e| anyhow::anyhow!("fold without source {group:?}: {e}"))?;
         let weights = features.weights(&beta);
         for (i, s) in samples.iter().enumerate().filter(|(_, s)| s.group == *group) {
@@ -678,13 +678,36 @@ mod tests {
         let w = fit(&samples, 0.01).unwrap();
         assert!((w.weights["a"] - 2.0).abs() < 0.15, "{w:?}");
         assert!((w.abstain["b"] - 1.5).abs() < 0.3, "{w:?}");
-        assert!((w.bias + 0.5).abs() < 0.3, "{w:?}");
+        // the classes weigh half each, which moves only the bias, by ln(real / generated)
+        let positives = samples.iter().filter(|s| s.positive).count() as f64;
+        let shift = ((samples.len() as f64 - positives) / positives).ln();
+        assert!(shift.abs() > 0.3, "the test's classes are unbalanced: {shift}");
+        assert!((w.bias - (-0.5 + shift)).abs() < 0.3, "{w:?}");
         assert_eq!(w.weights["b"], 1.0); // b never voted: it keeps its v1 weight
         assert_eq!(w.default_weight, 0.0);
         // the weights drive fusion directly
         let s = &samples[0];
         let want = sigmoid(w.bias + w.weights["a"] * logit(0.05));
         assert!((s.probability(&w) - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn class_counts_do_not_move_the_fit() {
+        // one generated source and one real one, overlapping; then the real source three times
+        // over (as when a fold leaves out a source of generated images): the same weights
+        let generated: Vec<Sample> =
+            (0..30).map(|i| sample(&[("a", 0.3 + 0.5 * f64::from(i) / 29.0, false)], true, "ai")).collect();
+        let real: Vec<Sample> = (0..30)
+            .map(|i| sample(&[("a", 0.2 + 0.5 * f64::from(i) / 29.0, false)], false, "real"))
+            .collect();
+        let once: Vec<Sample> = generated.iter().chain(&real).cloned().collect();
+        let thrice: Vec<Sample> = generated.iter().chain(&real).chain(&real).chain(&real).cloned().collect();
+        let (a, b) = (fit(&once, 1.0).unwrap(), fit(&thrice, 1.0).unwrap());
+        assert!((a.bias - b.bias).abs() < 1e-6, "{a:?} {b:?}");
+        assert!((a.weights["a"] - b.weights["a"]).abs() < 1e-6, "{a:?} {b:?}");
+        // and a sample at even odds under the fit is where the two classes meet
+        let middle = sample(&[("a", 0.45, false)], true, "x");
+        assert!((middle.probability(&a) - 0.5).abs() < 0.05, "{}", middle.probability(&a));
     }
 
     #[test]
