@@ -175,13 +175,13 @@ impl Features {
 pub fn fit(samples: &[Sample], l2: f64) -> anyhow::Result<FusionWeights> {
     let features = Features::of(samples);
     let fitted: Vec<&Sample> = samples.iter().filter(|s| s.bound.is_none()).collect();
-    let beta = fit_rows(&features, &fitted, CLASS_PRIOR, l2)?;
+    let beta = fit_rows(&features, &fitted, l2)?;
     Ok(features.weights(&beta))
 }
 
 /// Fit on the given samples, the classes reweighted so that the positive share of the total
-/// weight is `prior` (total weight = number of samples).
-fn fit_rows(features: &Features, samples: &[&Sample], prior: f64, l2: f64) -> anyhow::Result<Vec<f64>> {
+/// weight is [`CLASS_PRIOR`] (total weight = number of samples).
+fn fit_rows(features: &Features, samples: &[&Sample], l2: f64) -> anyhow::Result<Vec<f64>> {
     ensure!(l2.is_finite() && l2 >= 0.0, "the L2 penalty must be a finite number ≥ 0, not {l2}");
     let n_pos = samples.iter().filter(|s| s.positive).count();
     let n_neg = samples.len() - n_pos;
@@ -193,7 +193,7 @@ fn fit_rows(features: &Features, samples: &[&Sample], prior: f64, l2: f64) -> an
         );
     }
     let n = samples.len() as f64;
-    let (w_pos, w_neg) = (n * prior / n_pos as f64, n * (1.0 - prior) / n_neg as f64);
+    let (w_pos, w_neg) = (n * CLASS_PRIOR / n_pos as f64, n * (1.0 - CLASS_PRIOR) / n_neg as f64);
     let rows: Vec<(Vec<f64>, f64, f64)> = samples
         .iter()
         .map(|s| {
@@ -371,7 +371,7 @@ pub fn cross_validate(samples: &[Sample], l2: f64) -> anyhow::Result<CrossValida
             // samples get no held-out probability (NaN, left out of every held-out figure)
             continue;
         }
-        let beta = fit_rows(&features, &train, CLASS_PRIOR, l2)
+        let beta = fit_rows(&features, &train, l2)
             .map_err(|e| anyhow::anyhow!("fold without source {group:?}: {e}"))?;
         let weights = features.weights(&beta);
         for (i, s) in samples.iter().enumerate().filter(|(_, s)| s.group == *group) {
