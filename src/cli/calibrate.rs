@@ -361,7 +361,8 @@ fn write_report(
             if c.ml_replaced < c.images {
                 writeln!(
                     out,
-                    "warning: {} images kept their in-sample ml score (no row of {} names them)",
+                    "warning: {} images have no row in {}: where ml votes on them, its score is in-sample \
+                     (images too small for ml have no held-out score and are counted here too)",
                     c.images - c.ml_replaced,
                     path.display()
                 )?;
