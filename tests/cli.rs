@@ -282,6 +282,16 @@ fn eval_rejects_a_bad_perturbation_with_a_clear_message() {
 }
 
 #[test]
+fn train_rejects_a_source_balance_outside_zero_to_one() {
+    let out = tellscan()
+        .args(["train", "--labels", "labels.csv", "--out", "w.safetensors", "--source-balance", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1.5 is outside 0..=1"), "{out:?}");
+}
+
+#[test]
 fn an_undecodable_file_with_a_manifest_still_reports_its_provenance() {
     let file = common::shared("fixtures/c2pa/signed/ai_sample1_tampered.png");
     let out = tellscan().arg("detect").arg(&file).output().unwrap();

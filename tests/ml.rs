@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tellscan::eval::read_labels;
 use tellscan::forensics::ml::{patches, MlModel, WeightsError, DEFAULT_WEIGHTS, INFERENCE_PATCHES};
 use tellscan::forensics::{Detector, DetectorConfig};
-use tellscan::learn::train::{golden_input, load_examples, train, Example, TrainRecord};
+use tellscan::learn::train::{golden_input, load_examples, train, Example, TrainOptions, TrainRecord};
 
 fn shipped() -> Vec<u8> {
     std::fs::read(DEFAULT_WEIGHTS).expect("the shipped weights are in weights/")
@@ -142,4 +142,12 @@ fn training_runs_end_to_end_on_a_tiny_subset_and_the_loss_decreases() {
     // the same seed gives the same run
     let again = train(&refs, &options).expect("training runs");
     assert_eq!(first.losses, again.losses);
+    // with one real photo moved to a source of its own, evening out the sources changes the
+    // loss's weights, and still learns
+    let mut regrouped = examples.clone();
+    regrouped[5].group = "a source of its own".to_string();
+    let refs: Vec<&Example> = regrouped.iter().collect();
+    let balanced = train(&refs, &TrainOptions { source_balance: 1.0, ..options }).expect("training runs");
+    common::assert_the_loss_decreases(&balanced.losses, 60);
+    assert_ne!(balanced.losses, first.losses);
 }

@@ -206,6 +206,10 @@ pub enum Command {
         /// training; validation still scores them. Repeatable.
         #[arg(long, value_name = "FILE")]
         no_generated_from: Vec<String>,
+        /// Even out the sources in the loss: each sample weighs n^-X, n being how many samples
+        /// of its kind its source gives (0: every sample alike; 1: every source alike).
+        #[arg(long, value_name = "X", default_value_t = 0.0, value_parser = balance_exponent)]
+        source_balance: f64,
         /// Run a grouped validation first: whole sources held out, in this many folds (one
         /// extra training per fold).
         #[arg(long, value_name = "FOLDS")]
@@ -266,6 +270,16 @@ pub enum Command {
 
 /// `tellscan --version`: the version, then the SHA-256 and source of the model and fusion the
 /// settings select (read, not loaded: a file that is there but invalid is still named).
+/// Parse `--source-balance`: an exponent from 0 to 1.
+fn balance_exponent(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is outside 0..=1"))
+    }
+}
+
 fn print_version(settings: &Settings) -> anyhow::Result<()> {
     let (_, model) = settings.detector.weights.bytes(BUILT_IN_MODEL, MlModel::read)?;
     let (_, fusion) = settings.detector.fusion.bytes(BUILT_IN_FUSION, FusionWeights::read)?;
@@ -361,6 +375,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
             taesd,
             aligned_cache,
             no_generated_from,
+            source_balance,
             validate,
             held_out,
             fold_weights,
@@ -375,6 +390,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
                 synthetic: !no_synthetic,
                 aligned: *aligned,
                 skip_generated_of: no_generated_from.clone(),
+                source_balance: *source_balance,
                 ..Default::default()
             },
             taesd: taesd.clone(),

@@ -26,6 +26,7 @@
 //! draws for them (and, for comparison, as `tellscan eval --normalize` prepares them). Never a
 //! random image split.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -80,6 +81,12 @@ pub struct TrainOptions {
     /// still scored in validation.
     #[serde(default)]
     pub skip_generated_of: Vec<String>,
+    /// How much training evens out the sources: each sample weighs `n^-source_balance` in the
+    /// loss, where `n` is how many samples of its kind (plain, synthetic, aligned) its source
+    /// gives, before each class is scaled to half of the loss. 0 weighs every sample alike, 1
+    /// every source alike; 0.5 lets a large source count more, but only as the root of its size.
+    #[serde(default)]
+    pub source_balance: f64,
     /// Stop after this many steps (for tests); `None` runs every epoch.
     pub max_steps: Option<usize>,
 }
@@ -95,6 +102,7 @@ impl Default for TrainOptions {
             synthetic: true,
             aligned: false,
             skip_generated_of: Vec::new(),
+            source_balance: 0.0,
             max_steps: None,
         }
     }
@@ -219,14 +227,18 @@ pub fn train(examples: &[&Example], options: &TrainOptions) -> anyhow::Result<Tr
     let mut losses = Vec::new();
     let patch_len = CHANNELS * PATCH * PATCH;
     'epochs: for epoch in 0..options.epochs {
-        let (patches, labels) = epoch_patches(examples, options, epoch);
+        let (patches, labels, balance) = epoch_patches(examples, options, epoch);
         let count = labels.len();
         if count == 0 {
             anyhow::bail!("no training patches: every example is smaller than {PATCH} px");
         }
         // each class weighs half of the loss, whatever the class balance
-        let positives = labels.iter().filter(|&&l| l > 0.5).count().max(1) as f32;
-        let negatives = (count as f32 - positives).max(1.0);
+        let class_weight = |positive: bool| {
+            let sum: f32 =
+                labels.iter().zip(&balance).filter(|(&l, _)| (l > 0.5) == positive).map(|(_, &b)| b).sum();
+            sum.max(1.0)
+        };
+        let (positives, negatives) = (class_weight(true), class_weight(false));
         let mut order: Vec<usize> = (0..count).collect();
         order.shuffle(&mut StdRng::seed_from_u64(mix(options.seed, epoch as u64, u64::MAX)));
         for chunk in order.chunks(options.batch.max(1)) {
@@ -236,7 +248,11 @@ pub fn train(examples: &[&Example], options: &TrainOptions) -> anyhow::Result<Tr
             for &i in chunk {
                 data.extend_from_slice(&patches[i * patch_len..(i + 1) * patch_len]);
                 targets.push(labels[i]);
-                weights.push(if labels[i] > 0.5 { 0.5 / positives } else { 0.5 / negatives } * count as f32);
+                weights.push(
+                    if labels[i] > 0.5 { 0.5 / positives } else { 0.5 / negatives }
+                        * count as f32
+                        * balance[i],
+                );
             }
             let n = chunk.len();
             let input = Tensor::from_vec(data, (n, CHANNELS, PATCH, PATCH), &device)?;
@@ -312,10 +328,14 @@ impl Job {
     }
 }
 
-/// The patches (flattened) and labels of one epoch: every example once, augmented; every real
-/// photo once more as a generated-like sample when `options.synthetic`; and every aligned pair
-/// when `options.aligned`.
-fn epoch_patches(examples: &[&Example], options: &TrainOptions, epoch: usize) -> (Vec<f32>, Vec<f32>) {
+/// The patches (flattened), labels and source-balance weights ([`TrainOptions::source_balance`])
+/// of one epoch: every example once, augmented; every real photo once more as a generated-like
+/// sample when `options.synthetic`; and every aligned pair when `options.aligned`.
+fn epoch_patches(
+    examples: &[&Example],
+    options: &TrainOptions,
+    epoch: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut jobs: Vec<Job> = (0..examples.len()).map(Job::Plain).collect();
     let real = || (0..examples.len()).filter(|&i| !examples[i].positive);
     if options.synthetic {
@@ -324,6 +344,7 @@ fn epoch_patches(examples: &[&Example], options: &TrainOptions, epoch: usize) ->
     if options.aligned {
         jobs.extend(real().filter(|&i| examples[i].pair.is_some()).map(Job::Aligned));
     }
+    let balance = source_balance(examples, &jobs, options.source_balance);
     let samples: Vec<Vec<(Vec<f32>, usize, f32)>> = jobs
         .par_iter()
         .map(|&job| {
@@ -352,11 +373,29 @@ fn epoch_patches(examples: &[&Example], options: &TrainOptions, epoch: usize) ->
         .collect();
     let mut patches = Vec::new();
     let mut labels = Vec::new();
-    for (data, n, label) in samples.into_iter().flatten() {
-        patches.extend(data);
-        labels.extend(std::iter::repeat_n(label, n));
+    let mut weights = Vec::new();
+    for (job_samples, weight) in samples.into_iter().zip(balance) {
+        for (data, n, label) in job_samples {
+            patches.extend(data);
+            labels.extend(std::iter::repeat_n(label, n));
+            weights.extend(std::iter::repeat_n(weight, n));
+        }
     }
-    (patches, labels)
+    (patches, labels, weights)
+}
+
+/// Each job's weight `n^-exponent`, `n` being how many jobs of its kind its example's source
+/// gives (1 for every job when `exponent` is 0).
+fn source_balance(examples: &[&Example], jobs: &[Job], exponent: f64) -> Vec<f32> {
+    let key = |job: &Job| {
+        let (i, kind) = job.index();
+        (examples[i].group.as_str(), kind)
+    };
+    let mut counts: HashMap<(&str, u64), usize> = HashMap::new();
+    for job in jobs {
+        *counts.entry(key(job)).or_default() += 1;
+    }
+    jobs.iter().map(|job| (counts[&key(job)] as f64).powf(-exponent) as f32).collect()
 }
 
 /// Where and how one sample is cut and processed: a web chain drawn for the whole image
@@ -769,6 +808,22 @@ mod tests {
                 image::Rgb([(v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8])
             }),
         }
+    }
+
+    #[test]
+    fn source_balance_weighs_each_source_by_a_power_of_its_size() {
+        let examples =
+            [example("a", false, 8), example("a", false, 8), example("a", false, 8), example("b", false, 8)];
+        let refs: Vec<&Example> = examples.iter().collect();
+        // the synthetic jobs are counted apart from the plain ones
+        let jobs = [Job::Plain(0), Job::Plain(1), Job::Plain(2), Job::Plain(3), Job::Synthetic(0)];
+        assert_eq!(source_balance(&refs, &jobs, 0.0), vec![1.0; 5]);
+        let third = 1.0 / 3.0;
+        assert_eq!(source_balance(&refs, &jobs, 1.0), vec![third, third, third, 1.0, 1.0]);
+        let root = source_balance(&refs, &jobs, 0.5);
+        let a: f32 = root[..3].iter().sum();
+        assert!((a - 3f32.sqrt()).abs() < 1e-6, "source a weighs the root of its size: {a}");
+        assert_eq!(root[3..], [1.0, 1.0]);
     }
 
     #[test]
