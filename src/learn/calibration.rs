@@ -20,7 +20,10 @@
 //! score scale, not the bias, decides where the bands start. Sources are often single-class,
 //! and with a count-weighted fit, leaving out a source of real photos taught the bias that real
 //! photos are rare and pushed that source's held-out scores up (and a generated source's down),
-//! so held-out figures pooled over sources were worse than the ranking the fit gives.
+//! so held-out figures pooled over sources were worse than the ranking the fit gives. Within
+//! each class, a source weighs the square root of its size ([`SOURCE_BALANCE`]): one large
+//! source (the clothing photos) otherwise decided most of what "real" means to the fit, and
+//! leaving it out moved every weight.
 //!
 //! Cross-validation leaves one group (a source) out at a time: the score that matters is the
 //! one on images from sources the fit has not seen. The L2 penalty
@@ -29,7 +32,7 @@
 //!
 //! Pure: no I/O. `tellscan calibrate` turns a labels file into samples and writes the result.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{bail, ensure};
 
@@ -47,6 +50,12 @@ pub const ECE_BINS: usize = 10;
 /// Share of the fit's total weight given to generated samples: each class weighs half, so
 /// that neither the corpus's class counts nor the source a fold leaves out move the bias.
 pub const CLASS_PRIOR: f64 = 0.5;
+
+/// How far every fit evens out the sources within a class: a sample weighs `n^-SOURCE_BALANCE`
+/// (before the class scaling), `n` being how many samples of its class its source holds. At 1
+/// every source weighs alike, so no single large source (the 260 clothing photos are over half
+/// of the real ones) decides what "real" looks like, and leaving it out moves the fit less.
+pub const SOURCE_BALANCE: f64 = 0.5;
 
 /// One labelled analysis.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +189,8 @@ pub fn fit(samples: &[Sample], l2: f64) -> anyhow::Result<FusionWeights> {
 }
 
 /// Fit on the given samples, the classes reweighted so that the positive share of the total
-/// weight is [`CLASS_PRIOR`] (total weight = number of samples).
+/// weight is [`CLASS_PRIOR`] (total weight = number of samples), and within each class each
+/// sample weighing `n^-`[`SOURCE_BALANCE`], `n` being its source's samples of that class.
 fn fit_rows(features: &Features, samples: &[&Sample], l2: f64) -> anyhow::Result<Vec<f64>> {
     ensure!(l2.is_finite() && l2 >= 0.0, "the L2 penalty must be a finite number ≥ 0, not {l2}");
     let n_pos = samples.iter().filter(|s| s.positive).count();
@@ -192,15 +202,32 @@ fn fit_rows(features: &Features, samples: &[&Sample], l2: f64) -> anyhow::Result
             samples.len()
         );
     }
-    let n = samples.len() as f64;
-    let (w_pos, w_neg) = (n * CLASS_PRIOR / n_pos as f64, n * (1.0 - CLASS_PRIOR) / n_neg as f64);
     let rows: Vec<(Vec<f64>, f64, f64)> = samples
         .iter()
-        .map(|s| {
-            (features.row(s), if s.positive { 1.0 } else { 0.0 }, if s.positive { w_pos } else { w_neg })
-        })
+        .zip(sample_weights(samples))
+        .map(|(s, weight)| (features.row(s), if s.positive { 1.0 } else { 0.0 }, weight))
         .collect();
     Ok(newton(&rows, &features.prior(), l2))
+}
+
+/// Each sample's weight in a fit: `n^-`[`SOURCE_BALANCE`] for a source holding `n` samples of
+/// its class, scaled so that the generated samples sum to [`CLASS_PRIOR`] of the total and
+/// the total is the number of samples. Both classes must be present.
+fn sample_weights(samples: &[&Sample]) -> Vec<f64> {
+    let mut per_source: HashMap<(&str, bool), usize> = HashMap::new();
+    for s in samples {
+        *per_source.entry((s.group.as_str(), s.positive)).or_default() += 1;
+    }
+    let balance: Vec<f64> = samples
+        .iter()
+        .map(|s| (per_source[&(s.group.as_str(), s.positive)] as f64).powf(-SOURCE_BALANCE))
+        .collect();
+    let class_sum = |positive: bool| -> f64 {
+        samples.iter().zip(&balance).filter(|(s, _)| s.positive == positive).map(|(_, b)| b).sum()
+    };
+    let n = samples.len() as f64;
+    let (w_pos, w_neg) = (n * CLASS_PRIOR / class_sum(true), n * (1.0 - CLASS_PRIOR) / class_sum(false));
+    samples.iter().zip(balance).map(|(s, b)| if s.positive { w_pos } else { w_neg } * b).collect()
 }
 
 /// Penalised negative log-likelihood: Σ wᵢ·(softplus(ηᵢ) − yᵢηᵢ) + λ/2·Σ_{j≥1} (βⱼ − mⱼ)²
@@ -545,7 +572,8 @@ pub fn calibrate(
     let positive = samples.iter().filter(|s| s.positive).count();
     weights.fitted = Some(FitInfo {
         method: "logistic regression (Newton/IRLS) on each module's logit(score) when it votes and an \
-                 indicator when it abstains, L2 penalty towards the v1 weights, each class weighing half; \
+                 indicator when it abstains, L2 penalty towards the v1 weights, each class weighing half and each \
+                 source within it the square root of its size; \
                  leave-one-source-out cross-validation"
             .into(),
         inputs: inputs.into(),
@@ -705,6 +733,26 @@ mod tests {
         let (a, b) = (fit(&once, 0.0).unwrap(), fit(&thrice, 0.0).unwrap());
         assert!((a.bias - b.bias).abs() < 1e-6, "{a:?} {b:?}");
         assert!((a.weights["a"] - b.weights["a"]).abs() < 1e-6, "{a:?} {b:?}");
+    }
+
+    #[test]
+    fn each_class_weighs_half_and_a_source_the_root_of_its_size() {
+        let mut samples = Vec::new();
+        for (group, positive, n) in [("a", false, 16), ("b", false, 4), ("c", true, 5)] {
+            samples.extend((0..n).map(|_| sample(&[("m", 0.5, false)], positive, group)));
+        }
+        let refs: Vec<&Sample> = samples.iter().collect();
+        let weights = sample_weights(&refs);
+        let total = |group: &str| -> f64 {
+            refs.iter().zip(&weights).filter(|(s, _)| s.group == group).map(|(_, w)| w).sum()
+        };
+        let n = samples.len() as f64;
+        assert!((total("c") - n / 2.0).abs() < 1e-9, "{weights:?}");
+        assert!((total("a") + total("b") - n / 2.0).abs() < 1e-9, "{weights:?}");
+        // 16 samples weigh as √16 = 4 against √4 = 2: twice as much, not four times
+        let ratio = total("a") / total("b");
+        assert!((ratio - (16f64 / 4.0).powf(1.0 - SOURCE_BALANCE)).abs() < 1e-9, "{ratio}");
+        assert!((ratio - 2.0).abs() < 1e-9, "the shipped balance is the square root: {ratio}");
     }
 
     #[test]
