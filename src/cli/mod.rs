@@ -268,8 +268,6 @@ pub enum Command {
     },
 }
 
-/// `tellscan --version`: the version, then the SHA-256 and source of the model and fusion the
-/// settings select (read, not loaded: a file that is there but invalid is still named).
 /// Parse `--source-balance`: an exponent from 0 to 1.
 fn balance_exponent(text: &str) -> Result<f64, String> {
     let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
@@ -280,6 +278,8 @@ fn balance_exponent(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `tellscan --version`: the version, then the SHA-256 and source of the model and fusion the
+/// settings select (read, not loaded: a file that is there but invalid is still named).
 fn print_version(settings: &Settings) -> anyhow::Result<()> {
     let (_, model) = settings.detector.weights.bytes(BUILT_IN_MODEL, MlModel::read)?;
     let (_, fusion) = settings.detector.fusion.bytes(BUILT_IN_FUSION, FusionWeights::read)?;
