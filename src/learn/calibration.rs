@@ -32,10 +32,11 @@
 //!
 //! Pure: no I/O. `tellscan calibrate` turns a labels file into samples and writes the result.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, ensure};
 
+use super::balance::group_size_weights;
 use super::metrics::{expected_calibration_error, roc_auc};
 use crate::forensics::evidence::{logit, sigmoid};
 use crate::forensics::fusion::{self, Bound, FitInfo, FusionWeights, ScoreScale};
@@ -214,14 +215,8 @@ fn fit_rows(features: &Features, samples: &[&Sample], l2: f64) -> anyhow::Result
 /// its class, scaled so that the generated samples sum to [`CLASS_PRIOR`] of the total and
 /// the total is the number of samples. Both classes must be present.
 fn sample_weights(samples: &[&Sample]) -> Vec<f64> {
-    let mut per_source: HashMap<(&str, bool), usize> = HashMap::new();
-    for s in samples {
-        *per_source.entry((s.group.as_str(), s.positive)).or_default() += 1;
-    }
-    let balance: Vec<f64> = samples
-        .iter()
-        .map(|s| (per_source[&(s.group.as_str(), s.positive)] as f64).powf(-SOURCE_BALANCE))
-        .collect();
+    let sources: Vec<(&str, bool)> = samples.iter().map(|s| (s.group.as_str(), s.positive)).collect();
+    let balance = group_size_weights(&sources, SOURCE_BALANCE);
     let class_sum = |positive: bool| -> f64 {
         samples.iter().zip(&balance).filter(|(s, _)| s.positive == positive).map(|(_, b)| b).sum()
     };

@@ -6,6 +6,7 @@
 //! room imports nothing of `eval/`).
 
 pub mod aligned;
+pub mod balance;
 pub mod calibration;
 pub mod labels;
 pub mod metrics;

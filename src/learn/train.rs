@@ -26,7 +26,6 @@
 //! draws for them (and, for comparison, as `tellscan eval --normalize` prepares them). Never a
 //! random image split.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -39,6 +38,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::balance::group_size_weights;
 use super::labels::LabelRow;
 use super::metrics::roc_auc;
 use super::transform::{centre_crop, encode_jpeg, NORMALIZED_QUALITY, NORMALIZED_SIDE};
@@ -387,15 +387,14 @@ fn epoch_patches(
 /// Each job's weight `n^-exponent`, `n` being how many jobs of its kind its example's source
 /// gives (1 for every job when `exponent` is 0).
 fn source_balance(examples: &[&Example], jobs: &[Job], exponent: f64) -> Vec<f32> {
-    let key = |job: &Job| {
-        let (i, kind) = job.index();
-        (examples[i].group.as_str(), kind)
-    };
-    let mut counts: HashMap<(&str, u64), usize> = HashMap::new();
-    for job in jobs {
-        *counts.entry(key(job)).or_default() += 1;
-    }
-    jobs.iter().map(|job| (counts[&key(job)] as f64).powf(-exponent) as f32).collect()
+    let keys: Vec<(&str, u64)> = jobs
+        .iter()
+        .map(|job| {
+            let (i, kind) = job.index();
+            (examples[i].group.as_str(), kind)
+        })
+        .collect();
+    group_size_weights(&keys, exponent).into_iter().map(|w| w as f32).collect()
 }
 
 /// Where and how one sample is cut and processed: a web chain drawn for the whole image
