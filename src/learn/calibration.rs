@@ -53,9 +53,11 @@ pub const ECE_BINS: usize = 10;
 pub const CLASS_PRIOR: f64 = 0.5;
 
 /// How far every fit evens out the sources within a class: a sample weighs `n^-SOURCE_BALANCE`
-/// (before the class scaling), `n` being how many samples of its class its source holds. At 1
-/// every source weighs alike, so no single large source (the 260 clothing photos are over half
-/// of the real ones) decides what "real" looks like, and leaving it out moves the fit less.
+/// (before the class scaling), `n` being how many samples of its class its source holds. At
+/// 0.5 a source weighs the root of its size, so no single large source (the 260 clothing photos
+/// are over half of the real ones) decides what "real" looks like, and leaving it out moves the
+/// fit less; 1 (every source alike) ranked web chains a little better but cost as-delivered
+/// AUC and sensitivity (`weights/MODEL_CARD.md`).
 pub const SOURCE_BALANCE: f64 = 0.5;
 
 /// One labelled analysis.
