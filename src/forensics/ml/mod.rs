@@ -1,5 +1,6 @@
-//! The `ml` module: a small CNN (candle) over noise-residual patches taken at native
-//! resolution, its score the probability from the mean logit of the patches.
+//! The `ml` module: a small CNN (candle) over noise-residual patches of the picture at half
+//! resolution (native when it is small), its score the probability from the mean logit of
+//! the patches.
 //!
 //! The weights (`weights/detector.safetensors`) are trained by `tellscan train`
 //! (`crate::learn::train`, which this module knows nothing of) and loaded once at start-up; a missing file or one that does not match the
@@ -126,18 +127,20 @@ impl MlModel {
     /// Probability that `image` is generated (sigmoid of the mean patch logit); `None` when it
     /// is smaller than a patch.
     pub fn score(&self, image: &RgbImage) -> Option<f64> {
-        let corners = patches::select(image, INFERENCE_PATCHES);
-        let logits = self.logits(image, &corners).ok()?;
+        let image = patches::network_view(image);
+        let corners = patches::select(&image, INFERENCE_PATCHES);
+        let logits = self.logits(&image, &corners).ok()?;
         mean(&logits).map(sigmoid)
     }
 
     /// The module report for an image's views.
     pub fn analyse(&self, views: &Views) -> ModuleReport {
-        let corners = patches::select(&views.image, INFERENCE_PATCHES);
+        let image = patches::network_view(&views.image);
+        let corners = patches::select(&image, INFERENCE_PATCHES);
         if corners.is_empty() {
             return ModuleReport::abstain(format!("the image is smaller than one {PATCH}×{PATCH} patch"));
         }
-        let logits = match self.logits(&views.image, &corners) {
+        let logits = match self.logits(&image, &corners) {
             Ok(l) => l,
             Err(e) => return ModuleReport::abstain(format!("the network failed: {e}")),
         };
@@ -145,14 +148,18 @@ impl MlModel {
             return ModuleReport::abstain("no patch was scored");
         };
         let score = sigmoid(mean_logit);
+        let resolution = match image {
+            std::borrow::Cow::Owned(_) => "half",
+            std::borrow::Cow::Borrowed(_) => "native",
+        };
         let generated_like = logits.iter().filter(|&&l| l > 0.0).count();
         ModuleReport {
             score,
             abstained: false,
             flags: vec![],
             explanations: vec![format!(
-                "a CNN over {} residual patches at native resolution finds {} of them generated-like \
-                 (probability {:.2})",
+                "a CNN over {} residual patches at {resolution} resolution finds {} of them \
+                 generated-like (probability {:.2})",
                 logits.len(),
                 generated_like,
                 score
