@@ -110,7 +110,23 @@ fn the_detector_reports_the_ml_module() {
     let ml = &report.modules["ml"];
     assert!(!ml.abstained, "{ml:?}");
     assert!((0.0..=1.0).contains(&ml.score));
-    assert!(ml.explanations[0].contains("residual patches"), "{:?}", ml.explanations);
+    assert!(ml.explanations[0].contains("residual patches at half resolution"), "{:?}", ml.explanations);
+    // its score is the halved picture's: the same patches scored by hand give the same number
+    let model = MlModel::load(Path::new(DEFAULT_WEIGHTS)).unwrap();
+    let pixels = common::picture(300, 200);
+    let half = patches::network_view(&pixels);
+    assert_eq!(half.dimensions(), (150, 100));
+    let logits = model.logits(&half, &patches::select(&half, INFERENCE_PATCHES)).unwrap();
+    let by_hand =
+        1.0 / (1.0 + (-logits.iter().map(|&l| f64::from(l)).sum::<f64>() / logits.len() as f64).exp());
+    assert!((model.score(&pixels).unwrap() - by_hand).abs() < 1e-9);
+    // too small to halve (halves under one patch): read at native resolution
+    let small = detector.detect(&common::encode(&common::picture(120, 90), image::ImageFormat::Png)).unwrap();
+    assert!(
+        small.modules["ml"].explanations[0].contains("at native resolution"),
+        "{:?}",
+        small.modules["ml"]
+    );
     // smaller than a patch: the module abstains, the report still comes
     let tiny = detector.detect(&common::encode(&common::picture(40, 40), image::ImageFormat::Png)).unwrap();
     assert!(tiny.modules["ml"].abstained);
