@@ -66,15 +66,18 @@ fn benches(c: &mut Criterion) {
         group.bench_function("visual", |b| b.iter(|| visual::analyse(black_box(&views))));
         group.bench_function("physics", |b| b.iter(|| physics::analyse(black_box(&views))));
         group.bench_function("ml", |b| b.iter(|| ml.analyse(black_box(&views))));
-        // the ml module's parts: choosing and cutting patches; cutting them and the network
-        let corners = patches::select(&views.image, INFERENCE_PATCHES);
+        // the ml module's parts: halving the window; choosing and cutting patches; cutting them
+        // and the network
+        group.bench_function("ml_halve", |b| b.iter(|| patches::network_view(black_box(&views.image))));
+        let half = patches::network_view(&views.image);
+        let corners = patches::select(&half, INFERENCE_PATCHES);
         group.bench_function("ml_patches", |b| {
             b.iter(|| {
-                let corners = patches::select(black_box(&views.image), INFERENCE_PATCHES);
-                patches::residual_patches(&views.image, &corners)
+                let corners = patches::select(black_box(&half), INFERENCE_PATCHES);
+                patches::residual_patches(&half, &corners)
             })
         });
-        group.bench_function("ml_network", |b| b.iter(|| ml.logits(black_box(&views.image), &corners)));
+        group.bench_function("ml_network", |b| b.iter(|| ml.logits(black_box(&half), &corners)));
         group.bench_function("provenance", |b| {
             b.iter(|| detector.provenance().inspect("image/jpeg", black_box(&jpeg)))
         });
