@@ -6,9 +6,11 @@
 //! texture both get a say; the same choice serves training and inference.
 //!
 //! At inference the network reads the picture at half resolution ([`network_view`]) when it
-//! is large enough: averaging each 2×2 block suppresses the finest traces of the last
+//! is large enough, because that ranks held-out sources better (`weights/MODEL_CARD.md`); the
+//! likely reason is that averaging each 2×2 block suppresses the finest traces of the last
 //! processing step (re-encoding noise, a resampling filter's ringing), which both classes
-//! share and which misled the network on held-out sources.
+//! share. Training cuts its patches at native resolution: training on halved pictures too
+//! was measured and ranked worse.
 
 use std::borrow::Cow;
 
