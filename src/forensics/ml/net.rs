@@ -3,7 +3,8 @@
 //! Four 3×3 convolutions (16, 32, 64, 64 channels; the first three with stride 2), ReLU after
 //! each, global average pooling and one linear unit: 60,577 parameters. It sees the residual
 //! (what the 3×3 neighbourhood mean does not explain), where up-sampling and demosaicing
-//! traces live, at the image's native resolution.
+//! traces live: trained on patches at native resolution, it reads the picture halved at
+//! inference ([`super::patches::network_view`]).
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
