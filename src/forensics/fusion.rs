@@ -3,7 +3,7 @@
 //! Two layers. A *combiner* turns the module outputs into log-odds: a bias, plus a weight on
 //! the logit of each non-abstaining module's score, plus a term for each module that abstained
 //! (v1: every weight 1, no abstention terms; the calibrated logistic model fitted by
-//! `tellscan calibrate` — see [`super::calibration`] — sets all three from a labelled corpus
+//! `tellscan calibrate` — see [`crate::learn::calibration`] — sets all three from a labelled corpus
 //! and is read with [`FusionWeights::load`]). Then *decisive-evidence rules* bound the result:
 //! - a valid C2PA manifest declaring generated content, or generator metadata, or an IPTC
 //!   "trained algorithmic" declaration in XMP, puts the score at ≥ 85;

@@ -4,7 +4,7 @@
 //! the quota headers on whatever the route answers (success, 4xx and 429 alike).
 //!
 //! An answer given before the route reads the body (401, 400, 429, 503) first reads and drops
-//! the rest of a body within the size limit ([`discard_body`]): most clients write their whole
+//! the rest of a body within the size limit (`discard_body`): most clients write their whole
 //! body before they read, and would otherwise see a reset connection instead of the answer.
 //!
 //! Handlers behind it read the verified [`Principal`], the [`Source`] and the

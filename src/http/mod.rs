@@ -1,6 +1,7 @@
 //! The HTTP service: a thin poem + poem-openapi layer over the detector, the key service and
 //! the quota gate. [`AppState::build`] wires the parts from the settings; [`app`] builds the
-//! routes (tests start it on a random loopback port); [`serve`] runs it until a signal.
+//! routes (tests start it on a random loopback port); [`Bound::bind`] and [`Bound::run`] serve it until
+//! a signal ([`shutdown_signal`]).
 
 pub mod admin;
 pub mod admission;

@@ -252,7 +252,7 @@ impl Autoencoder {
     }
 
     /// Encode and decode `image` (both sides are cut down to multiples of [`SCALE`], and a
-    /// square of 64-512 px loses 8 px of width, see [`square_map_of_hidden_side`]).
+    /// square of 64-512 px loses 8 px of width, see `square_map_of_hidden_side`).
     pub fn round_trip(&self, image: &RgbImage) -> anyhow::Result<RgbImage> {
         let (mut w, h) = (image.width() / SCALE * SCALE, image.height() / SCALE * SCALE);
         if square_map_of_hidden_side(w, h) {

@@ -117,7 +117,7 @@ pub struct Example {
     pub positive: bool,
     /// Validation group (the `source` column).
     pub group: String,
-    /// Pixels (at most [`MAX_SIDE`] on a side, a centred window).
+    /// Pixels (at most `MAX_SIDE` (2048) on a side, a centred window).
     pub pixels: RgbImage,
     /// The labels file it came from, as given.
     pub labels_file: String,

@@ -4,7 +4,7 @@
 //! An up-sampled image is a linear function of fewer samples, so its pixels obey exact linear
 //! relations that repeat with the up-sampling period: after nearest-neighbour ×2, pixel 2i+1
 //! equals pixel 2i; after bilinear ×2 with half-pixel centres (the `image` crate, PyTorch
-//! `align_corners=False`), 3·y[2i+1] − 3·y[2i] + y[2i−1] − y[2i+2] = 0. A predictor fitted per
+//! `align_corners=False`), `3·y[2i+1] − 3·y[2i] + y[2i−1] − y[2i+2] = 0`. A predictor fitted per
 //! phase captures these relations and a single predictor cannot, so the ratio of their
 //! prediction errors measures the periodic correlation. This is the time-domain form of the
 //! cyclic spectrum: the gain at period p is the energy of the spectral correlation at
