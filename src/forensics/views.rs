@@ -3,7 +3,8 @@
 //! crops the modules analyse.
 //!
 //! The window is the whole image up to [`MAX_WINDOW`] pixels a side, otherwise its centre at
-//! native resolution: resampling would destroy the traces the modules look for, and bounding
+//! native resolution: resampling would destroy the traces the modules look for (the `ml`
+//! module alone halves the window, by its own measured choice), and bounding
 //! the window bounds memory (≤ 4 MP × 9 bytes) and time on 12+ MP photos.
 
 use image::RgbImage;

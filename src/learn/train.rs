@@ -24,7 +24,8 @@
 //! sources of both classes with about as many images as the others, [`group_folds`]), trains
 //! on the rest, and scores the held-out images after the web chain that `tellscan eval --web`
 //! draws for them (and, for comparison, as `tellscan eval --normalize` prepares them). Never a
-//! random image split.
+//! random image split. Training cuts its patches at native resolution; the validation scores
+//! through [`MlModel::score`], which reads the picture halved as the detector does.
 
 use std::path::Path;
 

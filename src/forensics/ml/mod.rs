@@ -114,7 +114,8 @@ impl MlModel {
         MlModel { net }
     }
 
-    /// Logits of the patches of `image` at `corners`.
+    /// Logits of the patches of `image` at `corners`, the image read as given: pass it through
+    /// [`patches::network_view`] first to score as [`MlModel::score`] does.
     pub fn logits(&self, image: &RgbImage, corners: &[(usize, usize)]) -> candle_core::Result<Vec<f32>> {
         if corners.is_empty() {
             return Ok(Vec::new());
