@@ -128,31 +128,31 @@ impl MlModel {
     /// Probability that `image` is generated (sigmoid of the mean patch logit); `None` when it
     /// is smaller than a patch.
     pub fn score(&self, image: &RgbImage) -> Option<f64> {
-        let image = patches::network_view(image);
-        let corners = patches::select(&image, INFERENCE_PATCHES);
-        let logits = self.logits(&image, &corners).ok()?;
-        mean(&logits).map(sigmoid)
+        let (_, logits) = self.patch_logits(image);
+        mean(&logits.ok()?).map(sigmoid)
+    }
+
+    /// The logits of the [`INFERENCE_PATCHES`] patches of the picture the network reads
+    /// ([`patches::network_view`]), and whether that picture is `image` halved; no logits when
+    /// it is smaller than a patch.
+    fn patch_logits(&self, image: &RgbImage) -> (bool, candle_core::Result<Vec<f32>>) {
+        let view = patches::network_view(image);
+        let corners = patches::select(&view, INFERENCE_PATCHES);
+        (matches!(view, std::borrow::Cow::Owned(_)), self.logits(&view, &corners))
     }
 
     /// The module report for an image's views.
     pub fn analyse(&self, views: &Views) -> ModuleReport {
-        let image = patches::network_view(&views.image);
-        let corners = patches::select(&image, INFERENCE_PATCHES);
-        if corners.is_empty() {
-            return ModuleReport::abstain(format!("the image is smaller than one {PATCH}×{PATCH} patch"));
-        }
-        let logits = match self.logits(&image, &corners) {
+        let (halved, logits) = self.patch_logits(&views.image);
+        let logits = match logits {
             Ok(l) => l,
             Err(e) => return ModuleReport::abstain(format!("the network failed: {e}")),
         };
         let Some(mean_logit) = mean(&logits) else {
-            return ModuleReport::abstain("no patch was scored");
+            return ModuleReport::abstain(format!("the image is smaller than one {PATCH}×{PATCH} patch"));
         };
         let score = sigmoid(mean_logit);
-        let resolution = match image {
-            std::borrow::Cow::Owned(_) => "half",
-            std::borrow::Cow::Borrowed(_) => "native",
-        };
+        let resolution = if halved { "half" } else { "native" };
         let generated_like = logits.iter().filter(|&&l| l > 0.0).count();
         ModuleReport {
             score,
